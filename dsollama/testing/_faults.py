@@ -1,0 +1,155 @@
+"""The fault vocabulary shared by both doubles.
+
+A test (or a process driving a double over HTTP) queues `Fault`s; each request the double
+serves takes the first matching fault, which applies to it and counts down. The same JSON
+shape goes over the control route ``POST /_dsollama/faults``.
+
+Kinds, and what the double does with the request that takes the fault:
+
+========================  ===========================================================
+``refuse``                stop listening for ``seconds`` (0 = until `accept_connections`)
+``reset``                 reset the connection before the status line
+``status``                answer ``status`` with the server's error body (``message``)
+``error_line``            stream ``after_chunks`` chunks, then an in-band error line
+``close_without_done``    stream ``after_chunks`` chunks, then end cleanly, no terminator
+                          event (Ollama: no ``done:true``; DeepSeek: no ``[DONE]``)
+``drop``                  stream ``after_chunks`` chunks, then cut the connection
+``stall_before``          hold the request ``seconds`` before the status line
+``stall_after``           stream ``after_chunks`` chunks, then go silent ``seconds``
+``slow_first_token``      delay the first token by ``seconds`` (headers go out at once)
+``malformed_line``        after ``after_chunks`` chunks, send a line that is not JSON
+``blank_line``            after ``after_chunks`` chunks, send an empty line
+``keepalive``             DeepSeek: 200 at once, then filler for ``seconds``, then data
+``keepalive_then_close``  DeepSeek: 200 at once, filler for ``seconds``, then close
+``finish_reason``         DeepSeek: end the answer with ``finish_reason`` after
+                          ``after_chunks`` chunks (e.g. insufficient_system_resource)
+========================  ===========================================================
+
+A stall with ``seconds=0`` lasts until `FaultPlan.release()` (or the client goes away), so
+tests can hold a request open and let it go on an event instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, get_args
+
+__all__ = ["Fault", "FaultKind", "FaultPlan"]
+
+FaultKind = Literal[
+    "refuse",
+    "reset",
+    "status",
+    "error_line",
+    "close_without_done",
+    "drop",
+    "stall_before",
+    "stall_after",
+    "slow_first_token",
+    "malformed_line",
+    "blank_line",
+    "keepalive",
+    "keepalive_then_close",
+    "finish_reason",
+]
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
+
+
+@dataclass
+class Fault:
+    kind: FaultKind
+    times: int | None = 1
+    "How many matching requests take this fault; None = every one until cleared."
+    path: str | None = None
+    "Only requests to this path (a trailing '*' matches a prefix); None = any serving route."
+    status: int | None = None
+    message: str | None = None
+    after_chunks: int = 0
+    seconds: float = 0.0
+    interval: float | None = None
+    "Keep-alive filler interval (DeepSeek double)."
+    finish_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(
+                f"unknown fault kind {self.kind!r}; expected one of {', '.join(FAULT_KINDS)}"
+            )
+        if self.kind == "status" and self.status is None:
+            raise ValueError("a 'status' fault needs a status code")
+        if self.times is not None and self.times < 1:
+            raise ValueError("times must be at least 1 (or None for every request)")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Fault:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def matches(self, path: str) -> bool:
+        if self.path is None:
+            return True
+        if self.path.endswith("*"):
+            return path.startswith(self.path[:-1])
+        return path == self.path
+
+
+class FaultPlan:
+    """Queued faults, thread-safe: tests add from their thread, the double takes from its loop."""
+
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._release_generation = 0
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    def add(self, *faults: Fault) -> None:
+        with self._lock:
+            self._faults.extend(faults)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def pending(self) -> list[Fault]:
+        with self._lock:
+            return list(self._faults)
+
+    def take(self, path: str) -> Fault | None:
+        """The first fault matching ``path``, counted down (removed when used up)."""
+        with self._lock:
+            for index, fault in enumerate(self._faults):
+                if fault.matches(path):
+                    if fault.times is not None:
+                        fault.times -= 1
+                        if fault.times <= 0:
+                            del self._faults[index]
+                    return fault
+        return None
+
+    # -- releasable stalls ------------------------------------------------------------
+
+    def release(self) -> None:
+        """End every stall that is waiting for a release (``seconds=0``)."""
+        with self._lock:
+            self._release_generation += 1
+            waiters, self._waiters = self._waiters, []
+        for loop, event in waiters:
+            loop.call_soon_threadsafe(event.set)
+
+    async def stall(self, seconds: float) -> None:
+        """Sleep ``seconds``, or until `release()` when ``seconds`` is 0."""
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+            return
+        event = asyncio.Event()
+        with self._lock:
+            self._waiters.append((asyncio.get_running_loop(), event))
+        await event.wait()
