@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "BadRequestError": "dsollama._exceptions",
     "BusyError": "dsollama._exceptions",
     "ConfigError": "dsollama._exceptions",
+    "ContextOverflowError": "dsollama._exceptions",
     "CreateError": "dsollama._exceptions",
     "DaemonTooOldError": "dsollama._exceptions",
     "DaemonUnreachableError": "dsollama._exceptions",
@@ -56,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "HostedBalanceError": "dsollama._exceptions",
     "IncompleteResponseError": "dsollama._exceptions",
     "InsecureEndpointError": "dsollama._exceptions",
+    "InsufficientResourceError": "dsollama._exceptions",
     "MissingAPIKeyError": "dsollama._exceptions",
     "ModelNotFoundError": "dsollama._exceptions",
     "ModelfileError": "dsollama._exceptions",
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
     from ._exceptions import BadRequestError as BadRequestError
     from ._exceptions import BusyError as BusyError
     from ._exceptions import ConfigError as ConfigError
+    from ._exceptions import ContextOverflowError as ContextOverflowError
     from ._exceptions import CreateError as CreateError
     from ._exceptions import DaemonTooOldError as DaemonTooOldError
     from ._exceptions import DaemonUnreachableError as DaemonUnreachableError
@@ -90,6 +93,7 @@ if TYPE_CHECKING:
     from ._exceptions import HostedBalanceError as HostedBalanceError
     from ._exceptions import IncompleteResponseError as IncompleteResponseError
     from ._exceptions import InsecureEndpointError as InsecureEndpointError
+    from ._exceptions import InsufficientResourceError as InsufficientResourceError
     from ._exceptions import MissingAPIKeyError as MissingAPIKeyError
     from ._exceptions import ModelfileError as ModelfileError
     from ._exceptions import ModelNotFoundError as ModelNotFoundError

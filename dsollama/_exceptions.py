@@ -20,10 +20,12 @@ DsollamaError
 │   ├── DaemonUnreachableError  connection refused (.host; says how to start Ollama)
 │   ├── ModelNotFoundError      404 from the daemon (hint: dsollama pull)
 │   ├── BadRequestError         400/422: the request itself is wrong; never retried
+│   │   └── ContextOverflowError  the prompt does not fit the local context (go hosted)
 │   ├── HostedAuthError         401: the key was refused
 │   ├── HostedBalanceError      402: the account is out of credit
 │   ├── BusyError               503 / 429 (.retry_after)
 │   ├── ServerError             500-class and in-band error lines
+│   │   └── InsufficientResourceError  hosted ran out of resources mid-answer
 │   ├── BackendTimeoutError     a deadline passed (.phase: connect/first_token/gap/total)
 │   ├── IncompleteResponseError the answer ended without its terminator (.partial_text)
 │   └── UnsupportedRequestError the route cannot serve this request (images hosted, …)
@@ -51,6 +53,7 @@ __all__ = [
     "BadRequestError",
     "BusyError",
     "ConfigError",
+    "ContextOverflowError",
     "CreateError",
     "DaemonTooOldError",
     "DaemonUnreachableError",
@@ -59,6 +62,7 @@ __all__ = [
     "HostedBalanceError",
     "IncompleteResponseError",
     "InsecureEndpointError",
+    "InsufficientResourceError",
     "MissingAPIKeyError",
     "ModelNotFoundError",
     "ModelfileError",
@@ -256,6 +260,25 @@ class BadRequestError(BackendError):
     """The server rejected the request itself (400/422); retrying cannot help."""
 
 
+class ContextOverflowError(BadRequestError):
+    """The prompt does not fit the local model's context window (Ollama's 400).
+
+    A bad request for *this* route only: a route with a larger window (the hosted
+    models take 1M tokens) can serve it, so the router may move on instead of
+    raising. deepseek2-family models hit this instead of shifting context
+    (reference: Ollama API §8).
+    """
+
+    def __init__(self, message: str, *, route: str | None = None, model: str | None = None) -> None:
+        super().__init__(
+            message,
+            route=route,
+            status_code=400,
+            hint="shorten the prompt, raise options num_ctx, or let the call fall back to the hosted route",
+        )
+        self.model = model
+
+
 class HostedAuthError(BackendError):
     """The hosted API refused the key (401)."""
 
@@ -299,6 +322,26 @@ class BusyError(BackendError):
 
 class ServerError(BackendError):
     """The server failed (500-class status, or an error line inside a stream)."""
+
+
+class InsufficientResourceError(ServerError):
+    """``finish_reason: insufficient_system_resource``: the hosted server ran out of
+    resources mid-answer (ref §2.4). Transient; never a success. Carries what arrived.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        route: str | None = None,
+        partial_text: str = "",
+        partial_thinking: str = "",
+    ) -> None:
+        super().__init__(
+            message, route=route, hint="retry later or let the call fall back to the local model"
+        )
+        self.partial_text = partial_text
+        self.partial_thinking = partial_thinking
 
 
 class BackendTimeoutError(BackendError):

@@ -1,0 +1,16 @@
+"""Pure codecs between the wire formats and dsollama's internal `Delta`.
+
+Nothing here does I/O or reads a clock; the backends and the router call these.
+
+- `reasoning`: split inline ``<think>…</think>`` out of answer text, incrementally.
+- `sse`: server-sent-event framing for OpenAI-format streams, keep-alive aware.
+- `hosted`: Ollama-shaped requests → OpenAI-format (DeepSeek) requests, responses → `Delta`s,
+  HTTP errors → dsollama errors.
+- `local`: Ollama chunks → `Delta`s, ollama/httpx exceptions → dsollama errors.
+- `schema`: a small JSON-schema check for answers to ``format=<schema>`` requests.
+
+Modules are imported directly (``from dsollama._wire.hosted import …``); this package
+re-exports nothing so that importing one codec does not pull in the others.
+"""
+
+from __future__ import annotations

@@ -1,0 +1,287 @@
+"""Ollama side: chunks → `Delta`s, and ollama/httpx exceptions → dsollama errors.
+
+The ``ollama`` client raises a mixed bag (reference: Ollama API §6.3): `ResponseError`
+with the HTTP status (``-1`` for an error line inside a 200 stream), the builtin
+`ConnectionError` for a dead daemon on non-streaming calls but a raw
+`httpx.ConnectError` on streaming ones, raw httpx timeouts and protocol errors,
+`json.JSONDecodeError` for a blank or broken NDJSON line, and pydantic's
+`ValidationError` for a chunk missing required fields. `classify_local_error` turns
+each into one dsollama error; the backend raises it ``from`` the original.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+import httpx
+import ollama
+import pydantic
+
+from .._delta import Delta, ToolCall
+from .._exceptions import (
+    BackendError,
+    BackendTimeoutError,
+    BadRequestError,
+    BusyError,
+    ContextOverflowError,
+    DaemonUnreachableError,
+    IncompleteResponseError,
+    ModelNotFoundError,
+    ServerError,
+    redact,
+)
+from .reasoning import ThinkSplitter
+
+__all__ = [
+    "LOCAL_ERRORS",
+    "ContextOverflowError",
+    "classify_local_error",
+    "local_chunk_to_delta",
+    "to_ollama_messages",
+]
+
+LOCAL_ERRORS: tuple[type[BaseException], ...] = (
+    ollama.ResponseError,
+    ConnectionError,
+    httpx.HTTPError,
+    json.JSONDecodeError,
+    pydantic.ValidationError,
+)
+"What a call through the ``ollama`` client can raise; catch these and classify them."
+
+
+# -- chunks -----------------------------------------------------------------------------
+
+
+def local_chunk_to_delta(
+    chunk: Union[ollama.ChatResponse, ollama.GenerateResponse],
+    splitter: ThinkSplitter | None = None,
+) -> Delta:
+    """One Ollama chunk (chat or generate) as a `Delta`.
+
+    Reasoning comes from Ollama's ``thinking`` field (servers ≥ 0.9.0); pass a
+    `ThinkSplitter` to also split inline ``<think>`` out of the text for older servers.
+    A splitter with ``thinking_model=True`` takes an answer that starts without a tag
+    for reasoning, so create it that way only when reasoning really comes inline: not
+    with ``think=False`` (the answer then has no tag at all) and not on a server that
+    separates reasoning itself (≥ 0.12.4, or ``think`` sent to ≥ 0.9.0), where a
+    thinking model whose reasoning is empty sends its answer with no ``thinking``
+    field. ``thinking_model=False`` is always safe: explicit ``<think>`` is split.
+    As soon as a chunk carries the ``thinking`` field the server is separating reasoning
+    itself, and the splitter is switched to pass-through so the answer that follows is
+    never mistaken for reasoning. On the final chunk (``done``) the splitter is flushed
+    and the counters, durations, ``context`` and ``done_reason`` are copied.
+    """
+    calls: list[ToolCall] = []
+    if isinstance(chunk, ollama.ChatResponse):
+        message = chunk.message
+        content = message.content or ""
+        thinking = message.thinking or ""
+        for call in message.tool_calls or ():
+            calls.append(
+                ToolCall(
+                    name=call.function.name,
+                    arguments=dict(call.function.arguments or {}),
+                    id=getattr(call, "id", None),  # dropped by ollama 0.6.x, kept if it returns
+                )
+            )
+        context = None
+    else:
+        content = chunk.response or ""
+        thinking = chunk.thinking or ""
+        context = list(chunk.context) if chunk.context is not None else None
+
+    if splitter is not None:
+        parts_thinking: list[str] = []
+        parts_content: list[str] = []
+        if thinking:
+            held_thinking, held_content = splitter.passthrough()
+            parts_thinking.append(held_thinking)
+            parts_content.append(held_content)
+        parts_thinking.append(thinking)
+        split_thinking, split_content = splitter.feed(content)
+        parts_thinking.append(split_thinking)
+        parts_content.append(split_content)
+        if chunk.done:
+            rest_thinking, rest_content = splitter.finish()
+            parts_thinking.append(rest_thinking)
+            parts_content.append(rest_content)
+        thinking = "".join(parts_thinking)
+        content = "".join(parts_content)
+
+    delta = Delta(content=content, thinking=thinking, tool_calls=calls)
+    if chunk.done:
+        delta.done = True
+        delta.done_reason = chunk.done_reason
+        delta.model = chunk.model
+        delta.prompt_tokens = chunk.prompt_eval_count
+        delta.completion_tokens = chunk.eval_count
+        delta.total_duration_ns = chunk.total_duration
+        delta.load_duration_ns = chunk.load_duration
+        delta.prompt_eval_duration_ns = chunk.prompt_eval_duration
+        delta.eval_duration_ns = chunk.eval_duration
+        delta.context = context
+    return delta
+
+
+def _plain(value: Any) -> Any:
+    """Pydantic models (ollama's Message, ToolCall…) as plain data, None fields dropped."""
+    if isinstance(value, ollama.Image):
+        return value  # the ollama client encodes images itself (paths, bytes, base64)
+    if isinstance(value, pydantic.BaseModel):
+        return {k: _plain(v) for k, v in value if v is not None}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def to_ollama_messages(
+    messages: Sequence[Union[Mapping[str, Any], pydantic.BaseModel]] | None,
+) -> list[dict[str, Any]]:
+    """Messages (dicts or ``ollama.Message``) as plain dicts for ``ollama.chat``.
+
+    Roles are lower-cased (as the server does), None fields dropped, nested tool calls
+    made plain. Images are left as given (paths, bytes or base64; the ollama client
+    encodes them). Tool-call arguments kept as ``{"_raw": …}`` by the hosted codec (not
+    valid JSON) are passed as they are; Ollama accepts any object there.
+    """
+    out: list[dict[str, Any]] = []
+    for message in messages or ():
+        plain = _plain(message)
+        if not isinstance(plain, dict):
+            raise BadRequestError(
+                f"a message is a {type(message).__name__}; expected a dict or ollama.Message"
+            )
+        if isinstance(plain.get("role"), str):
+            plain["role"] = plain["role"].lower()
+        out.append(plain)
+    return out
+
+
+# -- errors ------------------------------------------------------------------------------
+
+_MODEL_IN_MESSAGE = re.compile(r"""model ['"]([^'"]+)['"]""")
+
+
+def _response_error(
+    exc: ollama.ResponseError, *, host: str, model: str | None, route: str | None
+) -> BackendError:
+    status = exc.status_code
+    text = redact(str(exc.error))
+    lowered = text.lower()
+    if status == 404 and "model" in lowered and "not found" in lowered:
+        found = _MODEL_IN_MESSAGE.search(text)
+        name = model or (found.group(1) if found else "")
+        return ModelNotFoundError(name, route=route, message=f"model {name!r} not found on {host}")
+    if status == 503:
+        return BusyError(
+            f"the Ollama daemon at {host} is busy: {text}", route=route, status_code=503
+        )
+    if status == -1:
+        # An error line inside a 200 stream, after chunks went out (Ollama API §4.1).
+        return ServerError(f"the Ollama daemon at {host} failed mid-answer: {text}", route=route)
+    if status == 400:
+        if "longer than the context length" in lowered or "exceeds the context length" in lowered:
+            return ContextOverflowError(
+                f"the prompt does not fit the context window of {model or 'the local model'}: {text}",
+                route=route,
+                model=model,
+            )
+        hint = None
+        if "does not support thinking" in lowered:
+            hint = "call without think=, or re-pull the model (older deepseek-r1 pulls lack thinking support)"
+        elif "does not support tools" in lowered:
+            hint = "use a model whose template supports tools, or call without tools="
+        elif "does not support insert" in lowered:
+            hint = "suffix= (fill-in-the-middle) needs a model with the insert capability, e.g. deepseek-coder-v2"
+        return BadRequestError(
+            f"the Ollama daemon rejected the request: {text}",
+            route=route,
+            status_code=400,
+            hint=hint,
+        )
+    if status == 404:
+        return ServerError(
+            f"{host} answered 404 ({text})",
+            route=route,
+            status_code=404,
+            hint="check that OLLAMA_HOST points at an Ollama daemon",
+        )
+    if 400 <= status < 500 and status != 499:
+        return BadRequestError(
+            f"the Ollama daemon rejected the request: {text}", route=route, status_code=status
+        )
+    return ServerError(
+        f"the Ollama daemon at {host} failed: {text}", route=route, status_code=status
+    )
+
+
+def classify_local_error(
+    exc: BaseException,
+    *,
+    host: str,
+    model: str | None = None,
+    route: str | None = None,
+    read_phase: str = "gap",
+    partial_text: str = "",
+) -> BackendError:
+    """The dsollama error for an exception raised by a call through ``ollama``.
+
+    ``read_phase`` names the deadline a read timeout broke (``first_token`` before
+    any chunk, ``gap`` after); connect and pool timeouts are always ``connect``.
+    ``partial_text`` is what arrived before a broken stream. Exceptions outside
+    `LOCAL_ERRORS` become a `ServerError` naming their class. The original is kept as
+    ``__cause__``.
+    """
+    error: BackendError
+    if isinstance(exc, BackendError):
+        return exc
+    if isinstance(exc, ollama.ResponseError):
+        error = _response_error(exc, host=host, model=model, route=route)
+    elif isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+        error = IncompleteResponseError(
+            f"the connection to {host} broke: {exc}", route=route, partial_text=partial_text
+        )
+    elif isinstance(exc, (ConnectionError, httpx.ConnectError)):
+        # ollama raises the builtin ConnectionError (non-streaming) or a raw
+        # httpx.ConnectError (streaming) when nothing listens (Ollama API §6.3).
+        detail = str(exc) if isinstance(exc, httpx.ConnectError) else ""
+        error = DaemonUnreachableError(host, route=route, detail=redact(detail))
+    elif isinstance(exc, httpx.TimeoutException):
+        phase = (
+            "connect" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else read_phase
+        )
+        error = BackendTimeoutError(
+            f"the Ollama daemon at {host} timed out ({phase})", phase=phase, route=route
+        )
+    elif isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        error = IncompleteResponseError(
+            f"the Ollama daemon at {host} closed the stream mid-answer: {redact(str(exc))}",
+            route=route,
+            partial_text=partial_text,
+        )
+    elif isinstance(exc, httpx.HTTPError):
+        error = ServerError(
+            f"talking to the Ollama daemon at {host} failed: {redact(str(exc))}", route=route
+        )
+    elif isinstance(exc, json.JSONDecodeError):
+        error = ServerError(
+            f"the Ollama daemon at {host} sent a malformed line (blank or not JSON): {exc.msg}",
+            route=route,
+        )
+    elif isinstance(exc, pydantic.ValidationError):
+        error = ServerError(
+            f"the Ollama daemon at {host} sent a chunk of an unexpected shape ({exc.error_count()} problem(s))",
+            route=route,
+        )
+    else:
+        error = ServerError(
+            f"unexpected {type(exc).__name__} from {host}: {redact(str(exc))}", route=route
+        )
+    error.__cause__ = exc
+    return error
