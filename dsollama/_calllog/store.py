@@ -1,0 +1,513 @@
+"""`CallLog`: the request-log sink. ``record()`` enqueues; one writer thread stores.
+
+The caller's side of ``record()`` is a shallow copy of the message list and a
+``put_nowait`` (a few microseconds): no I/O, no lock held across I/O, nothing that can
+raise. Everything else (JSON, redaction, SQLite) happens on the writer thread, which
+drains the queue in batches, one transaction per batch. When the database cannot take a
+batch (locked by another process past the busy timeout, disk full, unwritable folder)
+the batch is dropped and counted: the log loses rows, never an answer. Counts of lost
+rows are persisted in the ``dropped`` table at the next successful write, so
+`dsollama logs` and `dsollama stats` can say how much is missing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import re
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from .._exceptions import redact
+from . import schema
+
+if TYPE_CHECKING:
+    from .._types import CallRecord
+
+__all__ = ["CallLog", "Row", "record_to_row", "scrub"]
+
+logger = logging.getLogger("dsollama")
+
+# Largest batch per transaction: big enough to amortise the commit, small enough that a
+# flush marker queued behind a burst is answered quickly.
+_BATCH = 256
+
+# Defence in depth beyond redact(): credentials in URLs (OLLAMA_HOST may carry
+# user:password@), key-like query parameters, and Authorization header values.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@:]*:[^/\s@]*@")
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:api[_-]?key|access[_-]?token|key|token)=)[^&\s#\"']+")
+_AUTH_HEADER = re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:basic\s+)?[^\s\"',}]+")
+
+
+def scrub(text: str, secrets: Sequence[str] = ()) -> str:
+    """Remove keys, tokens and URL credentials from text bound for the log.
+
+    >>> scrub("GET http://bob:pw@host:11434/api/chat?key=abc123&x=1")
+    'GET http://****@host:11434/api/chat?key=****&x=1'
+    >>> scrub("Authorization: Basic dXNlcjpwYXNz and sk-0123456789abcdef")
+    'Authorization: **** and ****'
+    """
+    # redact() always runs: it is the project's one list of key shapes. The extra patterns
+    # run only when a cheap substring test says they could match, which keeps the writer
+    # (and so its share of the GIL) small on long prompts.
+    text = redact(text, secrets)
+    if "@" in text and "://" in text:
+        text = _URL_USERINFO.sub(r"\1****@", text)
+    if "=" in text:
+        text = _QUERY_SECRET.sub(r"\1****", text)
+    if "authorization" in text.lower():
+        text = _AUTH_HEADER.sub(r"\1****", text)
+    return text
+
+
+def _scrub_opt(text: str | None, secrets: Sequence[str]) -> str | None:
+    return None if text is None else scrub(str(text), secrets)
+
+
+def _jsonable(value: Any, secrets: Sequence[str]) -> Any:
+    """A JSON-safe, scrubbed copy of message data; images become a placeholder."""
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key == "images" and item:
+                # Base64 images would bloat the log and are rarely what one searches for.
+                count = len(item) if isinstance(item, (list, tuple)) else 1
+                out["images"] = [f"<image omitted ({count})>"]
+            else:
+                out[str(key)] = _jsonable(item, secrets)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item, secrets) for item in value]
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes omitted>"
+    dump = getattr(value, "model_dump", None)  # pydantic messages (ollama.Message)
+    if callable(dump):
+        return _jsonable(dump(exclude_none=True), secrets)
+    return scrub(str(value), secrets)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One call ready for SQLite: the ``calls`` values, its attempts, its search text."""
+
+    call: dict[str, Any]
+    attempts: list[tuple[Any, ...]]
+    search: tuple[str, str, str]
+
+
+def record_to_row(
+    rec: CallRecord,
+    messages: list[Any] | None,
+    *,
+    log_content: bool,
+    secrets: Sequence[str] = (),
+) -> Row:
+    """Turn a `CallRecord` into storable values; every text passes through `scrub`."""
+    s = secrets
+    served = rec.served_by
+    last = rec.attempts[-1] if rec.attempts else None
+    kind: str | None
+    route: str | None
+    endpoint: str | None
+    model: str | None
+    thinking: bool | None
+    if served is not None:
+        kind, route, endpoint, model = served.kind, served.route, served.endpoint, served.model
+        thinking = served.thinking
+    elif last is not None:
+        kind, route, endpoint, model, thinking = last.kind, last.route, None, last.model, None
+    else:
+        kind = route = endpoint = model = None
+        thinking = None
+
+    msgs_json: str | None = None
+    prompt = ""
+    answer = thinking_text = None
+    if log_content:
+        if messages is not None:
+            clean = _jsonable(messages, s)
+            msgs_json = json.dumps(clean, ensure_ascii=False)
+            prompt = schema.prompt_text(clean)
+        answer = _scrub_opt(rec.response_text, s)
+        thinking_text = _scrub_opt(rec.response_thinking, s)
+    error_message = _scrub_opt(rec.error_message, s)
+
+    call = {
+        "started_at": float(rec.started_at),
+        "operation": scrub(str(rec.operation), s),
+        "source": scrub(str(rec.source), s),
+        "stream": int(bool(rec.stream)),
+        "model_requested": scrub(str(rec.model_requested), s),
+        "ok": int(bool(rec.ok)),
+        "kind": kind,
+        "route": _scrub_opt(route, s),
+        "endpoint": _scrub_opt(endpoint, s),
+        "route_model": _scrub_opt(model, s),
+        "thinking": None if thinking is None else int(thinking),
+        "fallback_reason": _scrub_opt(rec.fallback_reason, s),
+        "error_class": _scrub_opt(rec.error_class, s),
+        "error_message": error_message,
+        "ttft_s": rec.ttft_s,
+        "total_s": float(rec.total_s),
+        "prompt_tokens": rec.prompt_tokens,
+        "completion_tokens": rec.completion_tokens,
+        "reasoning_tokens": rec.reasoning_tokens,
+        "cached_tokens": rec.cached_tokens,
+        "cost_usd": rec.cost_usd,
+        "attempt_count": len(rec.attempts),
+        "messages": msgs_json,
+        "response_text": answer,
+        "response_thinking": thinking_text,
+    }
+    attempts = [
+        (
+            seq,
+            scrub(a.route, s),
+            a.kind,
+            scrub(a.model, s),
+            a.outcome,
+            _scrub_opt(a.error, s),
+            a.status_code,
+            _scrub_opt(a.detail, s),
+            a.started_at,
+            a.duration_s,
+            a.ttft_s,
+        )
+        for seq, a in enumerate(rec.attempts)
+    ]
+    search = (prompt, "\n".join(t for t in (answer, thinking_text) if t), error_message or "")
+    return Row(call=call, attempts=attempts, search=search)
+
+
+_CALL_COLUMNS = (
+    "started_at, operation, source, stream, model_requested, ok, kind, route, endpoint, "
+    "route_model, thinking, fallback_reason, error_class, error_message, ttft_s, total_s, "
+    "prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, cost_usd, "
+    "attempt_count, messages, response_text, response_thinking"
+)
+_CALL_NAMES = tuple(c.strip() for c in _CALL_COLUMNS.split(","))
+_INSERT_CALL = (
+    f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES ({', '.join(':' + n for n in _CALL_NAMES)})"
+)
+_INSERT_ATTEMPT = (
+    "INSERT INTO attempts (call_id, seq, route, kind, model, outcome, error, status_code, "
+    "detail, started_at, duration_s, ttft_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class _Stop:
+    """Queue sentinel: finish what is queued, then end the writer."""
+
+
+_STOP = _Stop()
+_Item = Union["tuple[CallRecord, list[Any] | None]", threading.Event, _Stop]
+
+# Every live CallLog, so a fork can reset them and interpreter exit can flush them.
+_LIVE: weakref.WeakSet[CallLog] = weakref.WeakSet()
+
+
+def _classify(exc: BaseException) -> str:
+    """A short reason for a failed write, as stored in the ``dropped`` table."""
+    if isinstance(exc, OSError):  # the folder or file could not be made
+        return "unavailable"
+    text = f"{getattr(exc, 'sqlite_errorname', '')} {exc}".lower()
+    if "locked" in text or "busy" in text:
+        return "locked"
+    if "full" in text:
+        return "full"
+    if any(word in text for word in ("unable to open", "readonly", "i/o", "cantopen")):
+        return "unavailable"
+    return "error"
+
+
+class CallLog:
+    """The request-log sink: `record()` never blocks or raises; a writer thread stores.
+
+    ``dropped`` counts rows this instance lost (queue full, database locked or full,
+    closed); the counts are also persisted in the database when it can be written.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        log_content: bool = True,
+        max_queue: int = 10_000,
+        secrets: Iterable[str] = (),
+        busy_timeout: float = 1.0,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self.log_content = log_content
+        self.max_queue = max_queue
+        self.busy_timeout = busy_timeout
+        self._secrets: tuple[str, ...] = tuple(dict.fromkeys(s for s in secrets if s))
+        self._reset_runtime()
+        _LIVE.add(self)
+
+    def _reset_runtime(self) -> None:
+        self._queue: queue.Queue[_Item] = queue.Queue(self.max_queue)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._dropped = 0
+        self._unpersisted: dict[str, int] = {}
+        self._drop_reasons: dict[str, int] = {}
+        self._warned = False
+
+    def __repr__(self) -> str:  # never shows the secrets it redacts
+        return f"CallLog({str(self.path)!r}, log_content={self.log_content})"
+
+    # -- caller side -------------------------------------------------------------
+
+    def record(self, rec: CallRecord) -> None:
+        """Queue one finished call for the writer. Never blocks, never raises."""
+        try:
+            if self._closed:
+                self._drop("closed")
+                return
+            if self._thread is None:
+                self._start()
+            messages = None
+            if self.log_content and rec.messages is not None:
+                # Callers commonly append the answer to their history right after the
+                # call; a shallow copy now keeps the logged request as it was sent.
+                messages = [dict(m) if isinstance(m, dict) else m for m in rec.messages]
+            self._queue.put_nowait((rec, messages))
+        except queue.Full:
+            self._drop("queue full")
+        except Exception:
+            self._drop("error")
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="dsollama-calllog", daemon=True)
+                thread.start()
+                self._thread = thread
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every call recorded before now is stored or counted as dropped.
+
+        Returns False if that did not happen within ``timeout`` seconds.
+        """
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return True
+        if self._closed:  # the writer is finishing; its queue takes no more markers
+            thread.join(timeout)
+            return not thread.is_alive()
+        deadline = time.monotonic() + timeout
+        marker = threading.Event()
+        try:
+            self._queue.put(marker, timeout=max(timeout, 0.0))
+        except queue.Full:
+            return False
+        return marker.wait(max(deadline - time.monotonic(), 0.0))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Store what is queued (waiting at most ``timeout`` seconds), then stop."""
+        self._closed = True
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        deadline = time.monotonic() + timeout
+        try:
+            self._queue.put(_STOP, timeout=max(timeout, 0.0))
+        except queue.Full:
+            return
+        thread.join(max(deadline - time.monotonic(), 0.0))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def dropped(self) -> int:
+        """Rows this instance could not store."""
+        return self._dropped
+
+    @property
+    def drop_reasons(self) -> dict[str, int]:
+        """Rows lost so far, by reason (queue full, locked, full, unavailable, closed, error)."""
+        with self._lock:
+            return dict(self._drop_reasons)
+
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        """Also redact these exact strings (configured keys) from everything stored."""
+        self._secrets = tuple(dict.fromkeys([*self._secrets, *(s for s in secrets if s)]))
+
+    def _drop(self, reason: str, count: int = 1) -> None:
+        try:
+            with self._lock:
+                self._dropped += count
+                self._drop_reasons[reason] = self._drop_reasons.get(reason, 0) + count
+                self._unpersisted[reason] = self._unpersisted.get(reason, 0) + count
+                first = not self._warned
+                self._warned = True
+            if first and reason != "closed":
+                logger.warning(
+                    "request log %s: %d call(s) not recorded (%s); calls are unaffected, "
+                    "further losses are counted and shown by `dsollama logs`",
+                    self.path,
+                    count,
+                    reason,
+                )
+        except Exception:  # a broken logging handler must not reach the caller
+            pass
+
+    # -- writer thread -----------------------------------------------------------
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        stop = False
+        try:
+            while not stop:
+                batch = [self._queue.get()]
+                while len(batch) < _BATCH:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                records: list[tuple[CallRecord, list[Any] | None]] = []
+                markers: list[threading.Event] = []
+                for item in batch:
+                    if isinstance(item, _Stop):
+                        stop = True
+                    elif isinstance(item, threading.Event):
+                        markers.append(item)
+                    else:
+                        records.append(item)
+                if records or (stop and self._unpersisted):
+                    conn = self._write(conn, records)
+                for marker in markers:
+                    marker.set()
+        finally:
+            if conn is not None:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._abandon_queue()
+
+    def _abandon_queue(self) -> None:
+        """Count what a record() racing close() left behind; release any flush waiter."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+            elif not isinstance(item, _Stop):
+                self._drop("closed")
+
+    def _open(self) -> sqlite3.Connection:
+        conn = schema.connect(self.path, busy_timeout=self.busy_timeout)
+        try:
+            schema.migrate(conn)
+            self._fts = schema.has_fts_index(conn) and schema.fts5_available(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _write(
+        self,
+        conn: sqlite3.Connection | None,
+        records: list[tuple[CallRecord, list[Any] | None]],
+    ) -> sqlite3.Connection | None:
+        rows: list[Row] = []
+        secrets = self._secrets
+        for rec, messages in records:
+            try:
+                rows.append(
+                    record_to_row(rec, messages, log_content=self.log_content, secrets=secrets)
+                )
+            except Exception:
+                self._drop("error")
+            # Hand the GIL back between rows: JSON and regexes hold it, and a burst would
+            # otherwise make the caller's threads (the event loop) wait a switch interval.
+            time.sleep(0)
+        with self._lock:
+            pending, self._unpersisted = self._unpersisted, {}
+        try:
+            if conn is None:
+                conn = self._open()
+            self._insert(conn, rows, pending)
+        except Exception as exc:
+            reason = _classify(exc)
+            with self._lock:  # not stored: keep the earlier counts for a later write
+                for key, count in pending.items():
+                    self._unpersisted[key] = self._unpersisted.get(key, 0) + count
+            if rows:
+                self._drop(reason, len(rows))
+            if conn is not None and reason != "locked":
+                # Reopen next time: the file may have been replaced or the disk freed.
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+                conn = None
+        return conn
+
+    def _insert(self, conn: sqlite3.Connection, rows: list[Row], pending: dict[str, int]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for row in rows:
+                cur = conn.execute(_INSERT_CALL, row.call)
+                call_id = cur.lastrowid
+                if row.attempts:
+                    conn.executemany(_INSERT_ATTEMPT, [(call_id, *a) for a in row.attempts])
+                if self._fts and any(row.search):
+                    conn.execute(
+                        "INSERT INTO calls_fts (rowid, prompt, answer, error) VALUES (?, ?, ?, ?)",
+                        (call_id, *row.search),
+                    )
+            now = time.time()
+            conn.executemany(
+                "INSERT INTO dropped (at, reason, count) VALUES (?, ?, ?)",
+                [(now, reason, count) for reason, count in pending.items()],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise
+
+    _fts: bool = False
+
+
+def _after_fork_in_child() -> None:
+    # The writer thread does not survive fork(); the parent still owns its queued rows.
+    for log in list(_LIVE):
+        log._reset_runtime()
+
+
+def close_all(timeout: float = 2.0) -> None:
+    """Flush and stop every live CallLog, sharing one bounded wait (used at exit)."""
+    deadline = time.monotonic() + timeout
+    for log in list(_LIVE):
+        log.close(max(deadline - time.monotonic(), 0.0))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+# Daemon writer threads are frozen after atexit handlers run, so this is the last chance
+# to store queued rows; the wait is bounded so a locked database cannot hang exit.
+atexit.register(close_all)

@@ -1,0 +1,28 @@
+"""The examples in the pure modules' docstrings are tests too."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "dsollama._exceptions",
+    "dsollama._hosts",
+    "dsollama._catalogue",
+    "dsollama._routing.backoff",
+    "dsollama._calllog.schema",
+    "dsollama._calllog.store",
+    "dsollama._calllog.query",
+    "dsollama._wire.reasoning",
+    "dsollama._wire.sse",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no examples"
+    assert result.failed == 0
