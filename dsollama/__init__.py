@@ -39,7 +39,8 @@ _EXPORTS: dict[str, str] = {
     "parse_modelfile": "dsollama._modelfile",
     "load_modelfile": "dsollama._modelfile",
     "render_modelfile": "dsollama._modelfile",
-    # provisioning progress events
+    # provisioning
+    "AsyncProvisioner": "dsollama._provision",
     "ProgressEvent": "dsollama._provision",
     # errors
     "AllRoutesFailedError": "dsollama._exceptions",
@@ -107,6 +108,7 @@ if TYPE_CHECKING:
     from ._modelfile import load_modelfile as load_modelfile
     from ._modelfile import parse_modelfile as parse_modelfile
     from ._modelfile import render_modelfile as render_modelfile
+    from ._provision import AsyncProvisioner as AsyncProvisioner
     from ._provision import ProgressEvent as ProgressEvent
     from ._sync import Client as Client
     from ._types import Attempt as Attempt
