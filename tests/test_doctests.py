@@ -17,6 +17,12 @@ MODULES = [
     "dsollama._calllog.query",
     "dsollama._wire.reasoning",
     "dsollama._wire.sse",
+    "dsollama._wire.hosted_response",
+    "dsollama._wire.hosted_errors",
+    "dsollama._provision.goformat",
+    "dsollama._provision.plan",
+    "dsollama._modelfile",
+    "dsollama._modelfile.parameters",
 ]
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from .._exceptions import ServerError, redact
-from .hosted import classify_stream_error
+from .hosted_errors import classify_stream_error
 
 __all__ = ["Comment", "Data", "Done", "SSEEvent", "SSEParser"]
 

@@ -1,103 +1,34 @@
-"""Ollama Modelfiles: parse, validate and render them, with no I/O but reading a file.
+"""Reading Modelfile text: the lexer, the parser and the file loader.
 
-The syntax is Ollama's (``parser/parser.go``): one ``INSTRUCTION value`` per line,
-case-insensitive keywords, ``#`` comments as the first non-blank character of a line,
-and ``"…"`` / ``\"\"\"…\"\"\"`` values that may span lines and are kept byte for byte.
-
-Where dsollama differs, it is stricter or clearer, never silently different:
-
-* errors name the file, the line and the column, and say how to fix the problem;
-* parameter values are type-checked here, not when the daemon first uses the model;
-* a value must be given (``SYSTEM ""`` for an empty one), and several ``FROM`` or ``DRAFT``
-  lines are refused;
-* every character of a value is kept (Ollama's parser drops non-printable characters such
-  as U+3000 IDEOGRAPHIC SPACE or U+200D ZERO WIDTH JOINER).
-
->>> m = parse_modelfile('FROM deepseek-r1:8b\\nPARAMETER temperature 0.6\\nPARAMETER stop </s>\\n')
->>> m.from_, dict(m.parameters)
-('deepseek-r1:8b', {'temperature': 0.6, 'stop': ('</s>',)})
->>> print(render_modelfile(m), end='')
-FROM deepseek-r1:8b
-PARAMETER temperature 0.6
-PARAMETER stop </s>
+`parse_modelfile` follows Ollama's ``parser/parser.go`` line by line — instructions,
+``#`` comments, bare, ``"…"`` and ``\"\"\"…\"\"\"`` values (`_scan_value`, which the
+renderer also uses to check its quoting) — and builds a `Modelfile`, raising a
+`ModelfileError` that names the line, the column and the fix; `load_modelfile` reads
+and decodes a file first (UTF-8, or UTF-16 with a byte-order mark).
 """
 
 from __future__ import annotations
 
 import bisect
 import difflib
-import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Literal, Union
 
-from ._exceptions import ModelfileError
-
-__all__ = [
-    "DEPRECATED_PARAMETERS",
-    "PARAMETER_TYPES",
-    "Message",
-    "Modelfile",
-    "ParamValue",
-    "coerce_parameter",
-    "load_modelfile",
-    "parse_modelfile",
-    "render_modelfile",
-]
-
-ParamValue = Union[int, float, bool, str, tuple[str, ...]]
-
-Role = Literal["system", "user", "assistant"]
-
-# api.Options in Ollama; `list` means "one string per PARAMETER line, accumulated".
-PARAMETER_TYPES: Mapping[str, type] = MappingProxyType(
-    {
-        "num_ctx": int,
-        "num_batch": int,
-        "num_gpu": int,
-        "main_gpu": int,
-        "use_mmap": bool,
-        "num_thread": int,
-        "draft_num_predict": int,
-        "num_keep": int,
-        "seed": int,
-        "num_predict": int,
-        "top_k": int,
-        "top_p": float,
-        "min_p": float,
-        "typical_p": float,
-        "repeat_last_n": int,
-        "temperature": float,
-        "repeat_penalty": float,
-        "presence_penalty": float,
-        "frequency_penalty": float,
-        "stop": list,
-    }
+from .._exceptions import ModelfileError
+from .model import _ROLES, Message, Modelfile, ParamValue, Role
+from .parameters import (
+    _COMMENT_HINT,
+    DEPRECATED_PARAMETERS,
+    PARAMETER_TYPES,
+    _ParameterError,
+    _unknown_parameter_hint,
+    _value_hint,
+    coerce_parameter,
 )
 
-# Accepted by Ollama with a printed warning and then dropped; we do the same, but the
-# warning lands in Modelfile.warnings where a CLI or a test can see it.
-DEPRECATED_PARAMETERS: frozenset[str] = frozenset(
-    {
-        "penalize_newline",
-        "low_vram",
-        "f16_kv",
-        "logits_all",
-        "vocab_only",
-        "use_mlock",
-        "mirostat",
-        "mirostat_tau",
-        "mirostat_eta",
-    }
-)
-
-# Once valid, now refused as unknown; common in Modelfiles copied from old blog posts.
-_REMOVED_PARAMETERS = frozenset(
-    {"numa", "num_gqa", "tfs_z", "rope_frequency_base", "rope_frequency_scale", "embedding_only"}
-)
+__all__ = ["load_modelfile", "parse_modelfile"]
 
 _INSTRUCTIONS = (
     "from",
@@ -112,7 +43,6 @@ _INSTRUCTIONS = (
     "parser",
     "draft",
 )
-_ROLES: tuple[Role, ...] = ("system", "user", "assistant")
 
 # Go's unicode.IsSpace: what strings.TrimSpace removes around a value. Python's
 # str.strip() differs (it also strips U+001C..U+001F), so the set is spelled out.
@@ -121,12 +51,6 @@ _BLANKS = " \t"  # what separates an instruction from its arguments
 _BREAK = re.compile(r"[\r\n]")  # like Ollama: CR, LF and CRLF all end a line
 _LINE_START = re.compile(r"\r\n|\r|\n")
 _PARAM_NAME = re.compile(r"[A-Za-z0-9_]+")
-_INT = re.compile(r"[+-]?[0-9]+")
-_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_HEX_FLOAT = re.compile(
-    r"[+-]?0[xX](?:[0-9a-fA-F]+(?:\.[0-9a-fA-F]*)?|\.[0-9a-fA-F]+)[pP][+-]?[0-9]+"
-)
-_KILO = re.compile(r"([0-9]+)[kK]")
 # golang.org/x/mod/semver, which Ollama uses: shorthand 1 and 1.2 are valid; prerelease and
 # build only after a full MAJOR.MINOR.PATCH; no leading zeros in numbers.
 _NUM = r"(?:0|[1-9][0-9]*)"
@@ -135,247 +59,6 @@ _SEMVER = re.compile(
     rf"v?{_NUM}(?:\.{_NUM}(?:\.{_NUM}(?:-{_PRE_ID}(?:\.{_PRE_ID})*)?"
     r"(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?)?)?"
 )
-_GO_BOOLS = {
-    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
-    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
-}
-_INT64 = (-(2**63), 2**63 - 1)
-_FLOAT32_MAX = 3.4028234663852886e38  # Ollama parses floats as float32; larger is an error
-_COMMENT_HINT = (
-    "a # after a value is not a comment in a Modelfile; move the comment to its own line"
-)
-# Used in hints, so a fix can be copied as is.
-_EXAMPLES: Mapping[str, str] = {
-    "num_ctx": "8192",
-    "num_batch": "512",
-    "num_gpu": "99",
-    "main_gpu": "0",
-    "num_thread": "8",
-    "draft_num_predict": "4",
-    "num_keep": "4",
-    "seed": "42",
-    "num_predict": "512",
-    "top_k": "40",
-    "repeat_last_n": "64",
-    "top_p": "0.95",
-    "min_p": "0.05",
-    "typical_p": "1.0",
-    "temperature": "0.7",
-    "repeat_penalty": "1.1",
-    "presence_penalty": "0.5",
-    "frequency_penalty": "0.5",
-}
-
-
-@dataclass(frozen=True)
-class Message:
-    """One preset conversation turn (``MESSAGE <role> <content>``)."""
-
-    role: Role
-    content: str
-
-
-class _Parameters(Mapping[str, ParamValue]):
-    """A read-only, hashable, insertion-ordered mapping that compares like a dict."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: Mapping[str, ParamValue]) -> None:
-        self._data = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in data.items()}
-
-    def __getitem__(self, key: str) -> ParamValue:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __hash__(self) -> int:
-        return hash(frozenset(self._data.items()))
-
-    def __repr__(self) -> str:
-        return repr(self._data)
-
-
-@dataclass(frozen=True)
-class Modelfile:
-    """A parsed Modelfile: what ``ollama create`` would build, already type-checked.
-
-    ``parameters`` keeps the order of first appearance and compares by value; ``stop``
-    is a tuple of every ``PARAMETER stop`` line in order. ``requires`` is stored without
-    a leading ``v``. ``path`` and ``warnings`` do not take part in equality.
-    """
-
-    from_: str
-    parameters: Mapping[str, ParamValue] = field(default_factory=dict)
-    template: str | None = None
-    system: str | None = None
-    adapters: tuple[str, ...] = ()
-    licenses: tuple[str, ...] = ()
-    messages: tuple[Message, ...] = ()
-    requires: str | None = None
-    renderer: str | None = None
-    parser: str | None = None
-    draft: str | None = None
-    path: str | None = field(default=None, compare=False)
-    warnings: tuple[str, ...] = field(default=(), compare=False)
-
-    def __post_init__(self) -> None:
-        # Frozen means frozen: callers may pass a dict or lists; keep private copies.
-        object.__setattr__(self, "parameters", _Parameters(self.parameters))
-        for name in ("adapters", "licenses", "messages", "warnings"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-
-
-# --------------------------------------------------------------------------- parameters
-
-
-class _ParameterError(ValueError):
-    """A parameter value or name is wrong; ``problem`` and ``hint`` feed ModelfileError."""
-
-    def __init__(self, problem: str, hint: str | None = None) -> None:
-        super().__init__(f"{problem}; {hint}" if hint else problem)
-        self.problem = problem
-        self.hint = hint
-
-
-def coerce_parameter(name: str, raw: str) -> ParamValue:
-    """Type one ``PARAMETER name raw`` value the way Ollama does, or raise ``ValueError``.
-
-    ``stop`` gives a one-element tuple (each line adds one stop sequence).
-
-    >>> coerce_parameter('num_ctx', '16384'), coerce_parameter('temperature', '0.6')
-    (16384, 0.6)
-    >>> coerce_parameter('use_mmap', 'T'), coerce_parameter('stop', '<|EOT|>')
-    (True, ('<|EOT|>',))
-    >>> try:
-    ...     coerce_parameter('temperature', 'abc')
-    ... except ValueError as exc:
-    ...     print(exc)
-    invalid float value 'abc' for parameter temperature (expected a number such as 0.7); write a decimal number, for example PARAMETER temperature 0.7
-    """
-    kind = _parameter_type(name)
-    if kind is list:
-        return (raw,)
-    if kind is bool:
-        return _coerce_bool(name, raw)
-    if kind is int:
-        return _coerce_int(name, raw)
-    return _coerce_float(name, raw)
-
-
-def _parameter_type(name: str) -> type:
-    kind = PARAMETER_TYPES.get(name)
-    if kind is not None:
-        return kind
-    if name in DEPRECATED_PARAMETERS:
-        raise _ParameterError(
-            f"parameter {name} is deprecated and Ollama ignores it", "remove the line"
-        )
-    raise _ParameterError(f"unknown parameter {name!r}", _unknown_parameter_hint(name))
-
-
-def _unknown_parameter_hint(name: str) -> str:
-    if name in _REMOVED_PARAMETERS:
-        return "Ollama no longer has this parameter (it is refused, not ignored): remove the line"
-    if name.lower() in PARAMETER_TYPES:
-        return f"parameter names are case-sensitive: write {name.lower()}"
-    close = difflib.get_close_matches(name, list(PARAMETER_TYPES), n=1)
-    if close:
-        return f"did you mean {close[0]}?"
-    return "known parameters: " + ", ".join(sorted(PARAMETER_TYPES))
-
-
-def _value_hint(raw: str, fallback: str) -> str:
-    return _COMMENT_HINT if "#" in raw else fallback
-
-
-def _coerce_bool(name: str, raw: str) -> bool:
-    if raw in _GO_BOOLS:
-        return _GO_BOOLS[raw]
-    raise _ParameterError(
-        f"invalid bool value {raw!r} for parameter {name} (expected true or false)",
-        _value_hint(raw, f"write PARAMETER {name} true or PARAMETER {name} false"),
-    )
-
-
-def _coerce_int(name: str, raw: str) -> int:
-    if _INT.fullmatch(raw):
-        value = int(raw)
-        if _INT64[0] <= value <= _INT64[1]:
-            return value
-        raise _ParameterError(
-            f"int value {raw} for parameter {name} is out of range", "use a 64-bit integer"
-        )
-    example = _EXAMPLES.get(name, "4")
-    hint = f"write a whole number, for example PARAMETER {name} {example}"
-    kilo = _KILO.fullmatch(raw)
-    if kilo:
-        hint = f"write the number of tokens in full: PARAMETER {name} {int(kilo[1]) * 1024}"
-    elif _FLOAT.fullmatch(raw):
-        hint = f"{name} takes a whole number; drop the decimals"
-    raise _ParameterError(
-        f"invalid int value {raw!r} for parameter {name} (expected a whole number such as {example})",
-        _value_hint(raw, hint),
-    )
-
-
-def _coerce_float(name: str, raw: str) -> float:
-    if _FLOAT.fullmatch(raw):
-        value = float(raw)
-    elif _HEX_FLOAT.fullmatch(raw):
-        value = float.fromhex(raw)
-    else:
-        example = _EXAMPLES.get(name, "0.7")
-        hint = f"write a decimal number, for example PARAMETER {name} {example}"
-        if "," in raw and _FLOAT.fullmatch(raw.replace(",", ".")):
-            hint = f"use a dot as the decimal separator: PARAMETER {name} {raw.replace(',', '.')}"
-        elif raw.lower().lstrip("+-") in ("nan", "inf", "infinity"):
-            hint = "the value must be a finite number"
-        raise _ParameterError(
-            f"invalid float value {raw!r} for parameter {name} (expected a number such as {example})",
-            _value_hint(raw, hint),
-        )
-    if abs(value) > _FLOAT32_MAX:
-        raise _ParameterError(
-            f"float value {raw} for parameter {name} is out of range",
-            "Ollama stores parameters as 32-bit floats (at most about 3.4e38)",
-        )
-    return value
-
-
-def _checked_parameter(name: str, value: object) -> ParamValue:
-    """Check a typed value (from code, not text) and normalise it: stop -> tuple.
-
-    Used by the renderer and by the create request, because a string where a number is
-    due, once baked into a model, breaks every later request to it.
-    """
-    kind = _parameter_type(name)
-    if kind is list:
-        items = (value,) if isinstance(value, str) else value
-        if isinstance(items, (list, tuple)) and all(isinstance(s, str) for s in items):
-            return tuple(items)
-        raise _ParameterError(f"parameter {name} must be a list of strings, not {value!r}")
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        raise _ParameterError(f"parameter {name} must be true or false, not {value!r}")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        what = "an integer" if kind is int else "a number"
-        raise _ParameterError(f"parameter {name} must be {what}, not {value!r}")
-    if kind is int:
-        if isinstance(value, float) and not value.is_integer():
-            raise _ParameterError(f"parameter {name} must be an integer, not {value!r}")
-        return _coerce_int(name, str(int(value)))
-    try:
-        number = float(value)
-    except OverflowError:  # an int too large for any float
-        number = math.inf
-    if not math.isfinite(number):
-        raise _ParameterError(f"parameter {name} must be a finite number, not {value!r}")
-    return _coerce_float(name, repr(number))
 
 
 # ------------------------------------------------------------------------------ parsing
@@ -782,71 +465,3 @@ def _decode(raw: bytes, name: str) -> str:
 
 
 _ENCODING_HINT = "save the Modelfile as UTF-8 (or UTF-16 with a byte-order mark)"
-
-
-# ---------------------------------------------------------------------------- rendering
-
-
-def render_modelfile(m: Modelfile) -> str:
-    """Write ``m`` as Modelfile text that parses back to an equal Modelfile.
-
-    Values are written bare when that is unambiguous, otherwise in ``"…"`` or
-    ``\"\"\"…\"\"\"`` (multi-line text prefers triple quotes). The one thing Modelfile
-    syntax cannot hold is a line break inside a value right after ``\"\"\"`` (give or take
-    white space): every quoting closes early there, so such a value raises
-    ``ModelfileError`` instead of being written wrongly.
-    """
-    lines = [f"FROM {_quote(m.from_, 'FROM')}"]
-    if m.requires is not None:
-        lines.append(f"REQUIRES {_quote(m.requires, 'REQUIRES')}")
-    lines += [f"ADAPTER {_quote(a, 'ADAPTER')}" for a in m.adapters]
-    if m.draft is not None:
-        lines.append(f"DRAFT {_quote(m.draft, 'DRAFT')}")
-    for name, value in m.parameters.items():
-        lines += [f"PARAMETER {name} {text}" for text in _parameter_texts(name, value)]
-    for keyword, text in (
-        ("TEMPLATE", m.template),
-        ("SYSTEM", m.system),
-        ("RENDERER", m.renderer),
-        ("PARSER", m.parser),
-    ):
-        if text is not None:
-            lines.append(f"{keyword} {_quote(text, keyword)}")
-    lines += [f"LICENSE {_quote(text, 'LICENSE')}" for text in m.licenses]
-    for message in m.messages:
-        if message.role not in _ROLES:
-            raise ModelfileError(
-                f"cannot write a MESSAGE with role {message.role!r}",
-                hint='use "system", "user" or "assistant"',
-            )
-        lines.append(f"MESSAGE {message.role} {_quote(message.content, 'MESSAGE')}")
-    return "\n".join(lines) + "\n"
-
-
-def _parameter_texts(name: str, value: object) -> list[str]:
-    try:
-        checked = _checked_parameter(name, value)
-    except _ParameterError as exc:
-        raise ModelfileError(
-            f"cannot write PARAMETER {name}: {exc.problem}", hint=exc.hint
-        ) from None
-    if isinstance(checked, tuple):
-        return [_quote(s, f"PARAMETER {name}") for s in checked]
-    if isinstance(checked, bool):
-        return ["true" if checked else "false"]
-    return [repr(checked)]  # repr: the shortest text that reads back as the same number
-
-
-def _quote(value: str, label: str) -> str:
-    """The shortest spelling of ``value`` that ``_scan_value`` reads back unchanged."""
-    multiline = "\n" in value or "\r" in value
-    bare = [] if multiline or not value or value != value.strip(_SPACE) else [value]
-    order = ('"""', '"') if multiline else ('"', '"""')
-    for candidate in (*bare, *(d + value + d for d in order)):
-        if _scan_value(candidate, 0) == (value, len(candidate)):
-            return candidate
-    raise ModelfileError(
-        f"cannot write the {label} value in Modelfile syntax: a line inside it ends with "
-        '""" (only white space may follow), which would close any quoting early',
-        hint='change that line, e.g. add a character after the """',
-    )

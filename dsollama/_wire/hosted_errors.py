@@ -1,0 +1,239 @@
+"""Hosted HTTP errors and in-stream error objects → dsollama errors.
+
+`classify_hosted_error` maps an HTTP status and DeepSeek's error envelope to a dsollama
+error (server text redacted, a fix named where one is known); `classify_stream_error`
+does the same for an ``error`` object that arrives inside a 200 stream;
+`parse_retry_after` reads the wait a busy server asks for. Facts cited as "ref §N" are
+from the project's DeepSeek API reference.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import (
+    BackendError,
+    BadRequestError,
+    BusyError,
+    HostedAuthError,
+    HostedBalanceError,
+    ServerError,
+    redact,
+)
+
+if TYPE_CHECKING:
+    from .._catalogue import Catalogue
+
+__all__ = ["classify_hosted_error", "classify_stream_error", "parse_retry_after"]
+
+
+# hosted_response reads counters with this too; it lives here, the lower layer, so
+# the two modules do not import each other.
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def parse_retry_after(
+    headers: Mapping[str, str], *, now: dt.datetime | None = None
+) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or ``retry-after-ms``.
+
+    DeepSeek sends neither (ref §3.1) but OpenAI-format servers in front of it may. An
+    HTTP date needs ``now`` (this module reads no clock); without it the date is ignored.
+
+    >>> parse_retry_after({"Retry-After": "7"})
+    7.0
+    >>> parse_retry_after({"retry-after-ms": "1500"})
+    1.5
+    >>> now = dt.datetime(2026, 11, 2, 12, 0, 0, tzinfo=dt.timezone.utc)
+    >>> parse_retry_after({"retry-after": "Mon, 02 Nov 2026 12:00:30 GMT"}, now=now)
+    30.0
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    millis = lowered.get("retry-after-ms")
+    if millis is not None:
+        try:
+            value = float(millis) / 1000.0
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value):
+            return max(value, 0.0)
+    raw = lowered.get("retry-after")
+    if raw is None or not raw.strip():
+        return None
+    try:
+        seconds = float(raw.strip())
+    except ValueError:
+        pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
+    if now is None:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(raw.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max((when - now).total_seconds(), 0.0)
+
+
+def _error_message(body: bytes | str | Mapping[str, Any]) -> str:
+    if isinstance(body, Mapping):
+        data: Any = body
+        text = json.dumps(body, ensure_ascii=False)
+    else:
+        text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+    if isinstance(data, Mapping):
+        error = data.get("error")
+        if isinstance(error, Mapping):
+            message = error.get("message") or error.get("type") or error.get("code")
+            if message:
+                return str(message)
+        if isinstance(error, str) and error:
+            return error  # Ollama-style {"error": "..."} from an OpenAI-compatible proxy
+        for key in ("message", "detail"):
+            if data.get(key):
+                return str(data[key])
+    snippet = " ".join(text.split())[:300]
+    return snippet or "(empty body)"
+
+
+def _model_not_exist_hint(hosted_model: str | None, catalogue: Catalogue | None) -> tuple[str, str]:
+    if catalogue is None:
+        from .._catalogue import load_catalogue
+
+        catalogue = load_catalogue()
+    retired = catalogue.retired_hosted
+    current = sorted(name for name, m in catalogue.hosted.items() if m.alias_of is None)
+    name = repr(hosted_model) if hosted_model else "the configured hosted model"
+    why = f"; {retired[hosted_model]}" if hosted_model and hosted_model in retired else ""
+    message = (
+        f"the hosted API does not know {name} (Model Not Exist): the name is wrong or retired{why}"
+    )
+    hint = f"set hosted_model (or update hosted_model_map) to a current model, e.g. {', '.join(current)}"
+    if retired:
+        hint += f"; retired names: {', '.join(sorted(retired))}"
+    return message, hint
+
+
+def classify_hosted_error(
+    status: int,
+    body: bytes | str | Mapping[str, Any],
+    headers: Mapping[str, str] | None = None,
+    *,
+    route: str | None = None,
+    hosted_model: str | None = None,
+    now: dt.datetime | None = None,
+    secrets: Sequence[str] = (),
+    catalogue: Catalogue | None = None,
+) -> BackendError:
+    """The dsollama error for a hosted HTTP error (status, body, headers).
+
+    Branches on the status first and on message text only where DeepSeek's statuses are
+    ambiguous (ref §3.1: ``type``/``code`` are not informative). Server text goes
+    through `redact` (401 bodies echo the key's last characters, ref §1.2);
+    ``secrets`` are removed too. ``now`` is needed only for a date ``Retry-After``.
+    """
+    detail = redact(_error_message(body), secrets)
+    message = f"hosted API answered {status}: {detail}"
+    headers = headers or {}
+    lowered = detail.lower()
+    error: BackendError
+    if status in (400, 422):
+        if "model not exist" in lowered:
+            text, hint = _model_not_exist_hint(hosted_model, catalogue)
+            error = BadRequestError(text, route=route, status_code=status, hint=hint)
+        elif "reasoning_content" in lowered:
+            error = BadRequestError(
+                message,
+                route=route,
+                status_code=status,
+                hint="in thinking mode every assistant tool-call turn must carry its reasoning; "
+                "keep message.thinking on those turns",
+            )
+        else:
+            error = BadRequestError(message, route=route, status_code=status)
+    elif status == 401:
+        error = HostedAuthError(message, route=route)
+    elif status == 403:
+        error = HostedAuthError(message, route=route)
+        error.status_code = 403
+    elif status == 402:
+        error = HostedBalanceError(message, route=route)
+    elif status == 404:
+        error = BadRequestError(
+            message,
+            route=route,
+            status_code=status,
+            hint="check hosted_base_url (the API root, e.g. https://api.deepseek.com) and hosted_model",
+        )
+    elif status in (429, 503, 529):
+        error = BusyError(
+            message,
+            route=route,
+            status_code=status,
+            retry_after=parse_retry_after(headers, now=now),
+        )
+        if "balance" in lowered:
+            # 429 whose limit shrinks with the remaining balance (ref §3.2).
+            error.hint = (
+                "top up the account: its concurrency limit scales with the remaining balance"
+            )
+    elif status == 408 or status >= 500:
+        error = ServerError(message, route=route, status_code=status)
+    elif 400 <= status < 500:
+        error = BadRequestError(message, route=route, status_code=status)
+    else:
+        error = ServerError(
+            f"hosted API answered an unexpected status {status}: {detail}",
+            route=route,
+            status_code=status,
+        )
+    return error
+
+
+def classify_stream_error(
+    payload: Mapping[str, Any],
+    *,
+    route: str | None = None,
+    partial_text: str = "",
+    secrets: Sequence[str] = (),
+) -> BackendError:
+    """The error for an ``{"error": …}`` object inside a 200 response.
+
+    The format is undocumented for DeepSeek (ref §2.5). A numeric ``code`` (as vLLM and
+    proxies send) is classified like that HTTP status; otherwise it is a `ServerError`.
+    """
+    error = payload.get("error")
+    code = error.get("code") if isinstance(error, Mapping) else None
+    status = _int(code)
+    if status is None and isinstance(code, str) and code.isdigit():
+        status = int(code)
+    if status is not None and 400 <= status <= 599:
+        classified = classify_hosted_error(status, payload, {}, route=route, secrets=secrets)
+        classified.message = classified.message.replace(
+            "hosted API answered", "hosted stream carried error", 1
+        )
+        return classified
+    detail = redact(_error_message(payload), secrets)
+    kind = str(error.get("type") or "") if isinstance(error, Mapping) else ""
+    if "overload" in kind or "rate_limit" in kind:
+        return BusyError(f"hosted stream carried an error: {detail}", route=route)
+    suffix = f" after {len(partial_text)} characters of answer" if partial_text else ""
+    return ServerError(f"hosted stream carried an error{suffix}: {detail}", route=route)
