@@ -1,0 +1,42 @@
+"""Doubles of the Ollama daemon and the DeepSeek API, for tests, benchmarks and demos.
+
+`FakeOllama` and `FakeDeepSeek` are real HTTP servers on loopback that behave like the
+servers they stand in for: status codes, error texts, stream framing, queueing, faults.
+They share one fault vocabulary (`Fault`, `FaultPlan`). Names load lazily, so importing
+this package costs nothing until a double is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._faults import Fault, FaultPlan
+    from ._server import RecordedRequest
+    from .deepseek import FakeDeepSeek
+    from .ollama import FakeModel, FakeOllama
+
+__all__ = ["FakeDeepSeek", "FakeModel", "FakeOllama", "Fault", "FaultPlan", "RecordedRequest"]
+
+_EXPORTS = {
+    "FakeOllama": ".ollama",
+    "FakeModel": ".ollama",
+    "FakeDeepSeek": ".deepseek",
+    "Fault": "._faults",
+    "FaultPlan": "._faults",
+    "RecordedRequest": "._server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

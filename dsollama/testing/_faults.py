@@ -144,12 +144,28 @@ class FaultPlan:
         for loop, event in waiters:
             loop.call_soon_threadsafe(event.set)
 
+    def stalled(self) -> int:
+        """How many stalls are waiting for `release()` now.
+
+        A test waits for this before releasing: a release only ends stalls that have
+        begun, so releasing before the double reached its stall would be lost.
+        """
+        with self._lock:
+            return len(self._waiters)
+
     async def stall(self, seconds: float) -> None:
         """Sleep ``seconds``, or until `release()` when ``seconds`` is 0."""
         if seconds > 0:
             await asyncio.sleep(seconds)
             return
         event = asyncio.Event()
+        waiter = (asyncio.get_running_loop(), event)
         with self._lock:
-            self._waiters.append((asyncio.get_running_loop(), event))
-        await event.wait()
+            self._waiters.append(waiter)
+        try:
+            await event.wait()
+        finally:
+            # A client that went away leaves no stale stall behind (see `stalled`).
+            with self._lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)

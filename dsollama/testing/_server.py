@@ -307,6 +307,9 @@ class _Connection(asyncio.Protocol):
     async def _write_stream(self, response: StreamResponse, *, head_only: bool) -> bool:
         """Write a chunked response; False when the connection is gone or was cut."""
         if self._transport is None or self._closed:
+            # Close the iterator even though it never ran, so a double can free what it
+            # holds for this request (a concurrency slot) when the client left early.
+            await _aclose(response.chunks)
             return False
         transport = self._transport
         transport.write(
@@ -318,6 +321,7 @@ class _Connection(asyncio.Protocol):
             )
         )
         if head_only:
+            await _aclose(response.chunks)
             transport.write(b"0\r\n\r\n")
             return True
         chunks = response.chunks
@@ -336,10 +340,7 @@ class _Connection(asyncio.Protocol):
             self._close_now()
             return False
         finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
+            await _aclose(chunks)
         if self._gone():
             return False
         transport.write(b"0\r\n\r\n")
@@ -363,6 +364,13 @@ class _Connection(asyncio.Protocol):
     def _close_now(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
+
+
+async def _aclose(chunks: AsyncIterator[bytes]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
 
 
 class HTTPServer:

@@ -27,7 +27,9 @@ _THOUGHTS = (
 ).split()
 
 
-def conversation_key(messages: Sequence[Mapping[str, Any]] | None = None, prompt: str | None = None) -> str:
+def conversation_key(
+    messages: Sequence[Mapping[str, Any]] | None = None, prompt: str | None = None
+) -> str:
     """What the answer depends on: the last user message (chat) or the prompt (generate)."""
     if prompt is not None:
         return prompt

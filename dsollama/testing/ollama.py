@@ -1,0 +1,462 @@
+"""`FakeOllama`: a double of the Ollama daemon that behaves like the real one.
+
+A real HTTP/1.1 server on loopback, speaking Ollama's native API byte for byte where a
+client can tell (status codes, error texts, NDJSON framing, headers held until the first
+chunk), with the daemon's scheduling: per-model parallel slots where extra requests wait
+silently, cold loads, a pending-load queue whose overflow is the 503, keep-alive expiry,
+a cap on loaded models, and a client that disconnects freeing its slot.
+
+Routes: ``GET|HEAD /``, ``GET|HEAD /api/version``, ``GET /api/status``,
+``GET|HEAD /api/tags``, ``POST /api/show``, ``GET /api/ps``, ``POST /api/pull``,
+``POST /api/push``, ``POST /api/create`` (structured body only),
+``HEAD|POST /api/blobs/:digest``, ``POST /api/copy``, ``DELETE /api/delete``,
+``POST /api/chat``, ``POST /api/generate``, ``POST /api/embed``, ``POST /api/embeddings``,
+``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /v1/models/:model``.
+
+Use it in tests::
+
+    with FakeOllama(models=["deepseek-r1:8b"]) as fake:
+        ollama.Client(host=fake.url).chat("deepseek-r1:8b", messages=[...])
+
+    async with FakeOllama(slots=2) as fake: ...
+
+or as a process: ``python -m dsollama.testing ollama --port 11434 --model deepseek-r1:8b``.
+
+Faults (`Fault`, shared with the DeepSeek double) are queued with `FakeOllama.add_fault`
+or over HTTP; each request to a serving route takes the first matching one:
+
+- ``refuse``: stop listening (``seconds``; 0 = until `accept_connections`), reset the request;
+- ``reset``: reset the connection before the status line;
+- ``status``: answer ``status`` with ``{"error": message}`` (a default text per status);
+- ``error_line``: after ``after_chunks`` lines, one ``{"error": ...}`` line (HTTP 200, no
+  ``done``); with ``after_chunks=0`` the daemon can only answer a status: 500;
+- ``close_without_done``: end the stream cleanly after ``after_chunks`` lines, no ``done``;
+- ``drop``: cut the connection after ``after_chunks`` lines (no chunked terminator);
+- ``stall_before`` / ``stall_after``: go silent ``seconds`` before the status line / after
+  ``after_chunks`` lines (``seconds=0``: until `release`);
+- ``slow_first_token``: headers at once, first line after ``seconds``;
+- ``malformed_line`` / ``blank_line``: a half line or an empty line after ``after_chunks``.
+
+On a one-object answer (``stream: false``, tags, show…) the stream faults act the same
+way at the same point: ``error_line`` → 500, ``drop`` → reset, ``close_without_done`` →
+the partial object with ``done: false``, ``malformed_line`` → a cut body,
+``blank_line`` → an empty body.
+
+Control routes (never recorded, never faulted), for a double in another process:
+
+- ``POST /_dsollama/faults`` a `Fault` JSON object or a list; ``GET``/``DELETE`` to list/clear;
+- ``POST /_dsollama/release`` ends releasable stalls;
+- ``GET /_dsollama/requests`` (``?path=&method=``) and ``DELETE /_dsollama/requests``;
+- ``GET|POST /_dsollama/config``, e.g. ``{"slots": 2, "tokens_per_second": 50}``;
+- ``POST /_dsollama/refuse`` ``{"seconds": S}`` closes the listener for S seconds;
+  ``POST /_dsollama/accept`` reopens it;
+- ``GET /_dsollama/state``: installed and loaded models, requests in flight per model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import ipaddress
+import socket
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+from . import _ollama_infer, _ollama_openai, _ollama_provision
+from ._control import handle_control, is_control_path, refuse_from_loop
+from ._faults import Fault, FaultPlan
+from ._ollama_models import FakeModel, ModelName, default_registry, parse_name, registry_index
+from ._ollama_sched import MAX_QUEUE_MESSAGE, Scheduler
+from ._ollama_stream import RUNNER_STOPPED, STREAM_FAULTS, corrupt_body, error_response, sleep_fault
+from ._ollama_wire import go_json
+from ._server import AbortConnection, HTTPServer, RecordedRequest, Request, Response, StreamResponse
+
+__all__ = ["FakeModel", "FakeOllama"]
+
+_STREAMING_ROUTES = frozenset(
+    {"/api/chat", "/api/generate", "/api/pull", "/api/push", "/api/create", "/v1/chat/completions"}
+)
+"Routes whose handlers apply stream faults themselves (streaming or not)."
+_DEEPSEEK_ONLY = frozenset({"keepalive", "keepalive_then_close", "finish_reason"})
+_SETTINGS: dict[str, type] = {
+    "version": str,
+    "slots": int,
+    "max_loaded": int,
+    "max_queue": int,
+    "load_seconds": float,
+    "keep_alive_seconds": float,
+    "prompt_seconds": float,
+    "tokens_per_second": float,
+    "answer_tokens": int,
+    "thinking_tokens": int,
+    "think_inline": bool,
+    "pull_bytes_per_second": float,
+    "embed_dims": int,
+}
+_STATUS_TEXT = {
+    400: "invalid request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "model not found",
+    429: "too many requests",
+    499: "request canceled",
+    500: RUNNER_STOPPED,
+    502: "bad gateway",
+    503: MAX_QUEUE_MESSAGE,
+}
+
+
+class FakeOllama:
+    """A double of the Ollama daemon (see the module docstring for routes and faults).
+
+    Settings are plain attributes, read when a request needs them, so a test may change
+    them at any time (also over ``POST /_dsollama/config``). ``slots`` applies at once to
+    loaded models too, as if the daemon restarted with the models still warm.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        models: Iterable[str | FakeModel] = (),
+        registry: Iterable[FakeModel] | None = None,
+        version: str = "0.33.0",
+        slots: int = 1,
+        max_loaded: int = 3,
+        max_queue: int = 512,
+        load_seconds: float = 0.0,
+        keep_alive_seconds: float = 300.0,
+        prompt_seconds: float = 0.0,
+        tokens_per_second: float = 1000.0,
+        answer_tokens: int = 12,
+        thinking_tokens: int = 8,
+        think_inline: bool = False,
+        pull_bytes_per_second: float = 50_000_000,
+        embed_dims: int = 8,
+    ) -> None:
+        self.version = version
+        self._slots = slots
+        self.max_loaded = max_loaded
+        self.max_queue = max_queue
+        self.load_seconds = load_seconds
+        self.keep_alive_seconds = keep_alive_seconds
+        self.prompt_seconds = prompt_seconds
+        self.tokens_per_second = tokens_per_second
+        self.answer_tokens = answer_tokens
+        self.thinking_tokens = thinking_tokens
+        self.think_inline = think_inline
+        self.pull_bytes_per_second = pull_bytes_per_second
+        self.embed_dims = embed_dims
+        self.pull_tick_seconds = 0.06
+        "Progress lines while pulling come this often (the daemon's ticker)."
+
+        self.faults = FaultPlan()
+        self._server = HTTPServer(self._handle, host=host, port=port)
+        self._registry = registry_index(default_registry() if registry is None else registry)
+        self._installed: dict[str, FakeModel] = {}
+        self._modified: dict[str, float] = {}
+        self._blobs: dict[str, tuple[int, bytes]] = {}
+        "digest → (size, first bytes): what /api/blobs and pulls stored."
+        self._in_flight: dict[str, int] = {}
+        self._sched = Scheduler(self)
+        for item in models:
+            self.install(item)
+
+        self._routes: dict[str, dict[str, Any]] = {
+            "/": {"GET": self._root, "HEAD": self._root},
+            "/api/version": {"GET": self._version, "HEAD": self._version},
+            "/api/status": {"GET": self._status},
+            "/api/tags": {"GET": _ollama_provision.tags, "HEAD": _ollama_provision.tags},
+            "/api/show": {"POST": _ollama_provision.show},
+            "/api/ps": {"GET": _ollama_provision.ps},
+            "/api/pull": {"POST": _ollama_provision.pull},
+            "/api/push": {"POST": _ollama_provision.push},
+            "/api/create": {"POST": _ollama_provision.create},
+            "/api/copy": {"POST": _ollama_provision.copy},
+            "/api/delete": {"DELETE": _ollama_provision.delete},
+            "/api/blobs/": {
+                "HEAD": _ollama_provision.head_blob,
+                "POST": _ollama_provision.post_blob,
+            },
+            "/api/chat": {"POST": _ollama_infer.chat},
+            "/api/generate": {"POST": _ollama_infer.generate},
+            "/api/embed": {"POST": _ollama_infer.embed},
+            "/api/embeddings": {"POST": _ollama_infer.embeddings},
+            "/v1/chat/completions": {"POST": _ollama_openai.chat_completions},
+            "/v1/models": {"GET": _ollama_openai.list_models},
+            "/v1/models/": {"GET": _ollama_openai.retrieve_model},
+        }
+
+    # -- settings -----------------------------------------------------------------------
+
+    @property
+    def slots(self) -> int:
+        """Parallel requests per loaded model (``OLLAMA_NUM_PARALLEL``)."""
+        return self._slots
+
+    @slots.setter
+    def slots(self, value: int) -> None:
+        self._slots = value
+        if self._server.running:
+            self._server.loop.call_soon_threadsafe(self._sched.slots_changed)
+
+    def config(self) -> dict[str, Any]:
+        """The settings, as ``GET /_dsollama/config`` shows them."""
+        return {name: getattr(self, name) for name in _SETTINGS}
+
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        """Change settings by name (``POST /_dsollama/config``); ValueError on a bad one."""
+        for name, value in changes.items():
+            kind = _SETTINGS.get(name)
+            if kind is None:
+                raise ValueError(
+                    f"unknown setting {name!r}; expected one of {', '.join(_SETTINGS)}"
+                )
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"setting {name!r} must be of type {kind.__name__}")
+        for name, value in changes.items():
+            setattr(self, name, float(value) if _SETTINGS[name] is float else value)
+        return self.config()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    def start(self) -> FakeOllama:
+        if not self._server.running:
+            self._sched = Scheduler(self)  # runners belong to one event loop
+            self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> FakeOllama:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> FakeOllama:
+        return self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- faults and recording -----------------------------------------------------------
+
+    def add_fault(self, *faults: Fault) -> None:
+        """Queue faults; each request to a serving route takes the first that matches."""
+        for fault in faults:
+            if fault.kind in _DEEPSEEK_ONLY:
+                raise ValueError(f"fault kind {fault.kind!r} belongs to the DeepSeek double")
+        self.faults.add(*faults)
+
+    def release(self) -> None:
+        """End every releasable stall (a ``stall_*`` fault with ``seconds=0``)."""
+        self.faults.release()
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request that reached a serving route, in order (control routes excluded)."""
+        return self.recorded()
+
+    def recorded(self, path: str | None = None, method: str | None = None) -> list[RecordedRequest]:
+        return [r for r in self._server.recorded(path, method) if not is_control_path(r.path)]
+
+    def clear_requests(self) -> None:
+        self._server.clear_requests()
+
+    def refuse_connections(self) -> None:
+        """Close the listener and drop open connections: clients see a dead daemon."""
+        self._server.refuse_connections()
+
+    def accept_connections(self) -> None:
+        self._server.accept_connections()
+
+    # -- models -------------------------------------------------------------------------
+
+    def install(self, model: str | FakeModel) -> FakeModel:
+        """Install a model as if pulled: a registry name, any name, or a `FakeModel`."""
+        if isinstance(model, str):
+            name = parse_name(model)
+            if name is None:
+                raise ValueError(f"invalid model name {model!r}")
+            found = self._registry.get(name.key)
+            model = (
+                dataclasses.replace(found, name=name.display) if found else FakeModel(name.display)
+            )
+        name = parse_name(model.name)
+        if name is None:
+            raise ValueError(f"invalid model name {model.name!r}")
+        model = dataclasses.replace(model, name=name.display)
+        self._store(name, model)
+        return model
+
+    def _store(self, name: ModelName, model: FakeModel) -> None:
+        self._installed[name.key] = model
+        self._modified[name.key] = time.time()
+        for layer in model.layers():
+            self._blobs.setdefault(layer.digest, (layer.size, b""))
+
+    def _lookup(self, name: ModelName) -> FakeModel | None:
+        return self._installed.get(name.key)
+
+    def installed_models(self) -> list[str]:
+        return [m.name for m in tuple(self._installed.values())]
+
+    def loaded_models(self) -> list[str]:
+        return [r.model.name for r in tuple(self._sched.loaded.values())]
+
+    def in_flight(self, model: str) -> int:
+        """Requests for ``model`` inside the double: queued, loading, waiting or generating."""
+        name = parse_name(model)
+        return self._in_flight.get(name.key if name else model, 0)
+
+    def _enter(self, name: ModelName) -> None:
+        self._in_flight[name.key] = self._in_flight.get(name.key, 0) + 1
+
+    def _leave(self, name: ModelName) -> None:
+        self._in_flight[name.key] -= 1
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    async def _handle(self, request: Request) -> Response | StreamResponse:
+        path = request.path
+        if is_control_path(path):
+            if path.rstrip("/") == "/_dsollama/state" and request.method == "GET":
+                return Response.json(self._state())
+            return await handle_control(request, self, self._server)
+        if not self._host_allowed(request.headers.get("host", "")):
+            return Response(status=403, content_type=None)
+        if request.method == "OPTIONS" and "origin" in request.headers:
+            return Response(status=204, content_type=None, headers=_cors(request))
+        methods = self._routes.get(path)
+        for prefix in ("/api/blobs/", "/v1/models/"):
+            # Gin's `:param` matches exactly one non-empty path segment.
+            rest = path[len(prefix) :]
+            if methods is None and path.startswith(prefix) and rest and "/" not in rest:
+                methods = self._routes[prefix]
+        if methods is None:
+            return Response(status=404, body=b"404 page not found", content_type="text/plain")
+        handler = methods.get(request.method)
+        if handler is None:
+            return Response(status=405, body=b"405 method not allowed", content_type="text/plain")
+        fault = self.faults.take(path)
+        if fault is not None:
+            early = await self._early_fault(fault, path)
+            if early is not None:
+                return early
+        response: Response | StreamResponse = await handler(self, request, fault)
+        if fault is not None and fault.kind in STREAM_FAULTS and path not in _STREAMING_ROUTES:
+            # One-object answers: the stream faults act on the whole body.
+            if fault.kind == "error_line":
+                return self._fault_status(path, 500, fault.message or RUNNER_STOPPED)
+            if fault.kind == "drop":
+                raise AbortConnection
+            await sleep_fault(fault, self.faults)
+            return corrupt_body(response, fault) if isinstance(response, Response) else response
+        return response
+
+    async def _early_fault(self, fault: Fault, path: str) -> Response | None:
+        if fault.kind == "refuse":
+            await refuse_from_loop(self._server, fault.seconds, keep_current=False)
+            raise AbortConnection
+        if fault.kind == "reset":
+            raise AbortConnection
+        if fault.kind == "stall_before":
+            await self.faults.stall(fault.seconds)
+            return None
+        if fault.kind == "status":
+            status = fault.status or 500
+            return self._fault_status(
+                path, status, fault.message or _STATUS_TEXT.get(status, "error")
+            )
+        return None
+
+    def _fault_status(self, path: str, status: int, message: str) -> Response:
+        if path.startswith("/v1/"):
+            return _ollama_openai.openai_error(status, message)
+        return error_response(status, message)
+
+    def _host_allowed(self, host: str) -> bool:
+        # The daemon answers 403 to a Host that is not loopback/private/local when it
+        # listens on loopback (DNS-rebinding protection).
+        if not host or not _is_loopback(self._server.host):
+            return True
+        if host.startswith("["):
+            hostname = host[1 : host.find("]")]  # [v6]:port
+        elif host.count(":") == 1:
+            hostname = host.rsplit(":", 1)[0]
+        else:
+            hostname = host
+        hostname = hostname.lower()
+        if hostname in ("localhost", _hostname()) or hostname.endswith(
+            (".localhost", ".local", ".internal")
+        ):
+            return True
+        try:
+            address = ipaddress.ip_address(hostname)
+        except ValueError:
+            return False
+        return address.is_loopback or address.is_private or address.is_unspecified
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "installed": self.installed_models(),
+            "loaded": self.loaded_models(),
+            "in_flight": {k: v for k, v in self._in_flight.items() if v},
+        }
+
+    # -- small routes -------------------------------------------------------------------
+
+    async def _root(self, _fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
+        return Response.text("Ollama is running")
+
+    async def _version(self, _fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
+        return Response.json({"version": self.version})
+
+    async def _status(self, _fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
+        return Response(body=go_json({"cloud": {"disabled": False, "source": "none"}}))
+
+
+@functools.cache
+def _hostname() -> str:
+    return socket.gethostname().lower()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _cors(request: Request) -> dict[str, str]:
+    return {
+        "Access-Control-Allow-Origin": request.headers.get("origin", "*"),
+        "Access-Control-Allow-Methods": "GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS",
+        "Access-Control-Allow-Headers": "Authorization,Content-Type,User-Agent,Accept,X-Requested-With",
+        "Access-Control-Max-Age": "43200",
+    }
