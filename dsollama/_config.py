@@ -83,6 +83,8 @@ class Settings(BaseModel):
     breaker_cooldown_max: float = Field(default=300.0, ge=0)
     local_slots: int = Field(default=1, ge=1)
     "Parallel slots per local model (the daemon's OLLAMA_NUM_PARALLEL)."
+    admission: Literal["budget", "latency"] = "budget"
+    "budget: stay local while the predicted first token fits the budget (private, free); latency: go wherever the first token is predicted sooner."
     hedge: bool = False
     "Race local and hosted when local is late, keeping the first to produce a token."
     continue_streams: bool = False

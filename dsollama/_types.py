@@ -121,6 +121,8 @@ class _CallInfo(BaseModel):
     usage: HostedUsage | None = None
     cost_usd: float | None = None
     "Estimated hosted cost of the call in US dollars (0 for local answers)."
+    ignored: list[str] | None = None
+    "Request arguments the serving route could not honour, as 'name: why'."
 
 
 class ChatResponse(ollama.ChatResponse, _CallInfo):

@@ -1,0 +1,240 @@
+"""The hosted route: any OpenAI-format endpoint over httpx (DeepSeek by default).
+
+The only place that knows the hosted base URL and holds the API key. The key is sent
+only here, only over HTTPS (plain HTTP only to a loopback address, as test doubles
+use), and never appears in a repr, a log line or an exception.
+
+Requests always stream, so the router can tell keep-alive filler (DeepSeek's way of
+holding a queued request open, reference §4) from a first token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+
+from .._catalogue import Catalogue
+from .._config import Settings
+from .._delta import Delta
+from .._exceptions import (
+    BackendTimeoutError,
+    DaemonUnreachableError,
+    IncompleteResponseError,
+    MissingAPIKeyError,
+    ServerError,
+    redact,
+)
+from .._hosts import display_host
+from .._types import RouteKind
+from .._wire.hosted import (
+    HostedRequest,
+    HostedStreamDecoder,
+    build_chat_request,
+    build_continuation_request,
+    build_generate_request,
+    classify_hosted_error,
+)
+from .._wire.schema import validate_json_text
+from .._wire.sse import Comment, Data, Done, SSEParser
+from . import CallSpec, StreamStats
+
+__all__ = ["HostedBackend"]
+
+
+class HostedBackend:
+    kind: RouteKind = "hosted"
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalogue: Catalogue,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        key = settings.api_key()
+        if not key:
+            raise MissingAPIKeyError()
+        settings.check_hosted_endpoint()
+        self._key = key
+        self._settings = settings
+        self._catalogue = catalogue
+        base = settings.hosted_base_url.rstrip("/")
+        self.endpoint = base
+        self.route = f"hosted:{display_host(base)}"
+        # /beta features (prefix completion, FIM) hang off the API root, not off /v1.
+        self._root = base.removesuffix("/v1").removesuffix("/beta")
+        self._base = base
+        timeout = httpx.Timeout(
+            connect=settings.connect_timeout,
+            read=settings.total_timeout,
+            write=settings.total_timeout,
+            pool=settings.connect_timeout,
+        )
+        self._http = httpx.AsyncClient(
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
+            transport=transport,
+            trust_env=False,  # never route the key through an ambient proxy setting
+        )
+
+    def __repr__(self) -> str:
+        return f"HostedBackend({self.endpoint!r})"
+
+    def _url(self, path: str) -> str:
+        if path.startswith("/beta/"):
+            return self._root + path
+        return self._base + path
+
+    def build(self, spec: CallSpec, *, model: str, thinking: bool | None) -> HostedRequest:
+        thinking_default = bool(thinking) if thinking is not None else False
+        if spec.operation == "chat":
+            return build_chat_request(
+                spec.messages,
+                hosted_model=model,
+                thinking_default=thinking_default,
+                tools=spec.tools,
+                think=spec.think,  # type: ignore[arg-type]
+                format=spec.format,
+                options=spec.options,
+                stream=True,
+                logprobs=spec.logprobs,
+                top_logprobs=spec.top_logprobs,
+            )
+        return build_generate_request(
+            spec.prompt,
+            spec.suffix or None,
+            hosted_model=model,
+            thinking_default=thinking_default,
+            system=spec.system,
+            template=spec.template,
+            context=spec.context,
+            raw=spec.raw,
+            images=spec.images,
+            think=spec.think,  # type: ignore[arg-type]
+            format=spec.format,
+            options=spec.options,
+            stream=True,
+            logprobs=spec.logprobs,
+            top_logprobs=spec.top_logprobs,
+        )
+
+    async def stream(
+        self, spec: CallSpec, *, model: str, thinking: bool | None, stats: StreamStats
+    ) -> AsyncIterator[Delta]:
+        request = self.build(spec, model=model, thinking=thinking)
+        async for delta in self._send(request, stats):
+            yield delta
+
+    async def continue_stream(
+        self,
+        spec: CallSpec,
+        *,
+        model: str,
+        thinking: bool | None,
+        stats: StreamStats,
+        partial_content: str,
+        partial_thinking: str,
+    ) -> AsyncIterator[Delta]:
+        """Continue a broken answer from its partial text (DeepSeek prefix completion)."""
+        original = self.build(spec, model=model, thinking=thinking)
+        request = build_continuation_request(original, partial_content, partial_thinking)
+        async for delta in self._send(request, stats):
+            yield delta
+
+    async def _send(self, request: HostedRequest, stats: StreamStats) -> AsyncIterator[Delta]:
+        if request.unsupported:
+            stats.extra.setdefault("unsupported", []).extend(request.unsupported)
+        url = self._url(request.path)
+        decoder = HostedStreamDecoder(route=self.route)
+        parser = SSEParser(route=self.route, secrets=(self._key,))
+        content: list[str] = []
+        try:
+            async with self._http.stream("POST", url, json=request.body) as response:
+                if response.status_code >= 400:
+                    body = await response.aread()
+                    raise classify_hosted_error(
+                        response.status_code,
+                        body,
+                        response.headers,
+                        route=self.route,
+                        hosted_model=str(request.body.get("model")),
+                        secrets=(self._key,),
+                        catalogue=self._catalogue,
+                    )
+                async for line in response.aiter_lines():
+                    event = parser.feed_line(line)
+                    if event is None:
+                        if not line.strip() and parser.data_events == 0:
+                            stats.filler += 1  # blank-line filler (non-stream style)
+                        continue
+                    if isinstance(event, Comment):
+                        stats.filler += 1
+                        continue
+                    if isinstance(event, Done):
+                        break
+                    if isinstance(event, Data):
+                        for delta in decoder.feed(event.payload):
+                            content.append(delta.content)
+                            if delta.done:
+                                self._check_schema(request, "".join(content))
+                            yield delta
+                        if decoder.done:
+                            return
+                for delta in decoder.finish(keepalives=parser.keepalives_before_data):
+                    content.append(delta.content)
+                    if delta.done:
+                        self._check_schema(request, "".join(content))
+                    yield delta
+        except httpx.ConnectError as exc:
+            raise DaemonUnreachableError(
+                self.endpoint, route=self.route, detail=redact(str(exc), (self._key,))
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise BackendTimeoutError(
+                f"{self.route}: {type(exc).__name__}",
+                phase="connect" if isinstance(exc, httpx.ConnectTimeout) else "gap",
+                route=self.route,
+            ) from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise IncompleteResponseError(
+                f"the connection to {self.endpoint} broke: {redact(str(exc), (self._key,))}",
+                route=self.route,
+                partial_text="".join(content),
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ServerError(
+                f"{self.route}: {type(exc).__name__}: {redact(str(exc), (self._key,))}",
+                route=self.route,
+            ) from exc
+
+    def _check_schema(self, request: HostedRequest, text: str) -> None:
+        # The hosted API has JSON mode but no schema enforcement (reference §5.3), so a
+        # schema-shaped answer is checked here; a mismatch is a retryable failure.
+        if request.schema is None:
+            return
+        problems = validate_json_text(text, request.schema)
+        if problems:
+            raise ServerError(
+                "the hosted answer does not match the requested JSON schema: "
+                + "; ".join(problems[:3]),
+                route=self.route,
+            )
+
+    async def balance(self) -> Mapping[str, Any]:
+        """``GET /user/balance`` (a cheap way to check the key)."""
+        response = await self._http.get(self._root + "/user/balance")
+        if response.status_code >= 400:
+            raise classify_hosted_error(
+                response.status_code,
+                response.content,
+                response.headers,
+                route=self.route,
+                secrets=(self._key,),
+            )
+        data: Mapping[str, Any] = response.json()
+        return data
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -1,0 +1,1 @@
+"""Routing: the policy table, backoff and breakers, admission control, and the router."""

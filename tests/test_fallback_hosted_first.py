@@ -1,0 +1,149 @@
+"""Hosted first: every way the hosted API is busy or broken, and the way back to local."""
+
+from __future__ import annotations
+
+import pytest
+
+import dsollama
+from dsollama.testing import Fault
+
+from .conftest import USER, Stack
+
+pytestmark = pytest.mark.anyio
+
+SLACK = 1.5
+
+
+async def test_hosted_first_answers_from_the_hosted_route(
+    stack: Stack, kind: str, stream: bool
+) -> None:
+    client = stack.client(kind, policy="hosted-first")
+    result = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER, stream=stream)
+    assert result.final.served_by.kind == "hosted"
+    assert result.final.served_by.thinking is True  # R1 maps to deepseek-flash with thinking
+    assert result.thinking  # reasoning_content arrives as message.thinking
+    assert result.final.usage is not None
+    assert result.final.usage.completion_tokens > 0
+    assert result.final.cost_usd is not None
+    assert result.final.cost_usd > 0
+    assert stack.ollama.recorded("/api/chat") == []
+
+
+async def test_a_hosted_model_name_maps_back_to_a_local_model(stack: Stack, kind: str) -> None:
+    stack.deepseek.add_fault(Fault("status", status=503, times=None, path="/chat/completions"))
+    client = stack.client(kind, policy="hosted-first")
+    result = await stack.call(kind, client, "chat", "deepseek-flash", USER)
+    assert result.final.served_by.kind == "local"
+    assert result.final.served_by.model == "deepseek-r1:8b"  # flash with thinking → R1 locally
+
+
+async def test_keepalive_filler_is_not_progress(stack: Stack, kind: str, stream: bool) -> None:
+    # DeepSeek holds a queued request open with `: keep-alive` comments for minutes.
+    stack.deepseek.add_fault(Fault("keepalive", seconds=5.0, interval=0.01))
+    client = stack.client(kind, policy="hosted-first", first_token_timeout=0.6)
+    result = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER, stream=stream)
+    assert result.final.served_by.kind == "local"
+    reason = result.final.fallback_reason or ""
+    assert "first token within 0.6s" in reason
+    assert "keep-alive" in reason
+    assert result.elapsed < 0.6 + SLACK
+
+
+async def test_a_body_of_only_filler_is_a_transient_failure(stack: Stack, kind: str) -> None:
+    stack.deepseek.add_fault(Fault("keepalive_then_close", seconds=0.05, interval=0.01, times=None))
+    client = stack.client(kind, policy="hosted-first")
+    result = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
+    assert result.outcomes == [("hosted", "retry"), ("hosted", "fallback"), ("local", "ok")]
+    assert result.final.attempts[0].error == "IncompleteResponseError"
+
+
+async def test_rate_limits_back_off_then_fall_back(stack: Stack, kind: str, stream: bool) -> None:
+    stack.deepseek.add_fault(Fault("status", status=429, times=None, path="/chat/completions"))
+    client = stack.client(kind, policy="hosted-first")
+    result = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER, stream=stream)
+    assert result.outcomes == [("hosted", "retry"), ("hosted", "fallback"), ("local", "ok")]
+    assert "429" in (result.final.fallback_reason or "")
+
+
+async def test_server_busy_503_falls_back_to_local(stack: Stack, kind: str) -> None:
+    stack.deepseek.add_fault(Fault("status", status=503, times=None, path="/chat/completions"))
+    client = stack.client(kind, policy="hosted-first")
+    result = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
+    assert result.final.served_by.kind == "local"
+
+
+@pytest.mark.parametrize(
+    ("setup", "error"),
+    [("bad-key", "HostedAuthError"), ("no-credit", "HostedBalanceError")],
+)
+async def test_401_and_402_disable_the_hosted_route_without_retrying(
+    stack: Stack, kind: str, setup: str, error: str
+) -> None:
+    overrides = {"hosted_api_key": "sk-not-accepted-123456"} if setup == "bad-key" else {}
+    if setup == "no-credit":
+        stack.deepseek.configure(balance_available=False)
+    client = stack.client(kind, policy="hosted-first", **overrides)
+    first = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
+    assert first.outcomes == [("hosted", "fallback"), ("local", "ok")]
+    assert first.final.attempts[0].error == error
+    second = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
+    assert second.outcomes == [("hosted", "skipped"), ("local", "ok")]
+    assert len(stack.deepseek.recorded("/chat/completions")) == 1  # never retried, never again
+
+
+async def test_an_actionable_error_when_the_key_is_refused_and_local_is_down(
+    stack: Stack, kind: str
+) -> None:
+    stack.ollama.refuse_connections()
+    client = stack.client(kind, policy="hosted-first", hosted_api_key="sk-not-accepted-123456")
+    with pytest.raises(dsollama.AllRoutesFailedError) as caught:
+        await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
+    errors = [a.error for a in caught.value.attempts]
+    assert errors == ["HostedAuthError", "DaemonUnreachableError"]
+
+
+async def test_insufficient_system_resource_is_never_a_success(
+    stack: Stack, kind: str, stream: bool
+) -> None:
+    stack.deepseek.add_fault(
+        Fault(
+            "finish_reason", finish_reason="insufficient_system_resource", after_chunks=2, times=1
+        )
+    )
+    client = stack.client(kind, policy="hosted-first")
+    if stream:
+        # Text already reached the caller: the cut must surface with what was delivered.
+        with pytest.raises(dsollama.StreamInterruptedError) as caught:
+            await stack.call(kind, client, "chat", "deepseek-r1:8b", USER, stream=True, think=False)
+        assert caught.value.partial_text
+        assert caught.value.attempts[-1].error == "InsufficientResourceError"
+        return
+    # The caller has seen nothing yet: the cut answer is thrown away and retried.
+    result = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER, think=False)
+    assert result.outcomes == [("hosted", "retry"), ("hosted", "ok")]
+    assert result.final.attempts[0].error == "InsufficientResourceError"
+    assert result.final.done_reason == "stop"
+
+
+async def test_a_stream_without_done_is_retried_not_returned(stack: Stack, kind: str) -> None:
+    stack.deepseek.add_fault(Fault("close_without_done", after_chunks=3, times=1))
+    client = stack.client(kind, policy="hosted-first")
+    result = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
+    assert result.outcomes == [("hosted", "retry"), ("hosted", "ok")]
+    clean = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
+    assert result.text == clean.text  # the retried answer is whole
+
+
+async def test_hosted_only_when_fallback_is_off(stack: Stack, kind: str) -> None:
+    stack.deepseek.add_fault(Fault("status", status=503, times=None, path="/chat/completions"))
+    client = stack.client(kind, policy="hosted-first", fallback=False)
+    with pytest.raises(dsollama.AllRoutesFailedError):
+        await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
+    assert stack.ollama.recorded("/api/chat") == []
+
+
+async def test_hosted_first_without_a_key_names_the_variable(stack: Stack) -> None:
+    client = stack.client("async", policy="hosted-first", hosted_api_key=None)
+    with pytest.raises(dsollama.MissingAPIKeyError) as caught:
+        await client.chat("deepseek-r1:8b", USER)
+    assert "DEEPSEEK_API_KEY" in caught.value.one_line()
