@@ -202,14 +202,29 @@ def _final_fields(delta: Delta, served: ServedBy, summary: CallSummary) -> dict[
     }
 
 
+def _set(fields: dict[str, Any]) -> dict[str, Any]:
+    # Only fields that have a value, as the server omits empty ones: `'thinking' in msg`
+    # then answers as it does for the official client.
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def chat_response(routed: RoutedDelta) -> ChatResponse:
-    """The public chunk (or whole answer) for one routed delta."""
+    """The public chunk (or whole answer) for one routed delta.
+
+    Built with `model_construct`: every value was produced by dsollama's own code with the
+    right types, and validating each streamed chunk again would cost more than the rest
+    of the per-chunk work together.
+    """
     delta, served = routed.delta, routed.served_by
-    message = ollama.Message(
-        role="assistant",
-        content=delta.content,
-        thinking=delta.thinking or None,
-        tool_calls=_tool_calls(delta),
+    message = ollama.Message.model_construct(
+        **_set(
+            {
+                "role": "assistant",
+                "content": delta.content,
+                "thinking": delta.thinking or None,
+                "tool_calls": _tool_calls(delta),
+            }
+        )
     )
     fields: dict[str, Any] = {
         "model": served.model,
@@ -220,7 +235,7 @@ def chat_response(routed: RoutedDelta) -> ChatResponse:
     }
     if routed.summary is not None:
         fields.update(_final_fields(delta, served, routed.summary))
-    return ChatResponse(**fields)
+    return ChatResponse.model_construct(**_set(fields))
 
 
 def generate_response(routed: RoutedDelta) -> GenerateResponse:
@@ -236,7 +251,7 @@ def generate_response(routed: RoutedDelta) -> GenerateResponse:
     if routed.summary is not None:
         fields.update(_final_fields(delta, served, routed.summary))
         fields["context"] = delta.context
-    return GenerateResponse(**fields)
+    return GenerateResponse.model_construct(**_set(fields))
 
 
 class AsyncClient(_BaseClient):

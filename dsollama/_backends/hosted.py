@@ -180,8 +180,8 @@ class HostedBackend:
                             if delta.done:
                                 self._check_schema(request, "".join(content))
                             yield delta
-                        if decoder.done:
-                            return
+                        # After the final delta only `[DONE]` follows: keep reading so the
+                        # connection goes back to the pool instead of being dropped.
                 for delta in decoder.finish(keepalives=parser.keepalives_before_data):
                     content.append(delta.content)
                     if delta.done:

@@ -149,13 +149,14 @@ class LocalBackend:
                 )
             done = False
             async for chunk in chunks:
+                if done:
+                    continue  # nothing follows done:true; read to the end so the connection is reused
                 delta = local_chunk_to_delta(chunk, splitter)
                 if delta.content:
                     partial.append(delta.content)
-                yield delta
                 if chunk.done:
                     done = True
-                    break
+                yield delta
         except LOCAL_ERRORS as exc:
             raise self._error(exc, model, "".join(partial)) from exc
         if not done:

@@ -101,13 +101,18 @@ class RouteChoice:
         return self.backend.route
 
     def served_by(self) -> ServedBy:
-        return ServedBy(
-            kind=self.backend.kind,
-            route=self.backend.route,
-            endpoint=self.backend.endpoint,
-            model=self.model,
-            thinking=self.thinking,
-        )
+        # Built once per route choice: every chunk of an answer carries the same object.
+        cached: ServedBy | None = self.__dict__.get("_served_by")
+        if cached is None:
+            cached = ServedBy(
+                kind=self.backend.kind,
+                route=self.backend.route,
+                endpoint=self.backend.endpoint,
+                model=self.model,
+                thinking=self.thinking,
+            )
+            object.__setattr__(self, "_served_by", cached)
+        return cached
 
 
 @dataclass
@@ -704,29 +709,36 @@ class _Run:
     # -- the reader task ------------------------------------------------------------------
 
     async def _read(self, racer: _Racer) -> None:
-        """Pull deltas from the backend into the racer's queue, under the watchdog."""
+        """Pull deltas from the backend into the racer's queue, under the watchdog.
+
+        Reads each response to its very end (nothing but a terminator follows the final
+        delta) so its connection goes back to the pool instead of being dropped.
+        """
         watchdog = Watchdog()
         queue = racer.queue
         choice = racer.choice
         gap = self.controls.gap_timeout
         got_first = False
+        saw_done = False
+        stream: AsyncIterator[Delta] | None = None
         try:
             stream = self._open(racer)
             watchdog.arm(self.remaining(), "total")
             async for delta in stream:
+                if saw_done:
+                    continue
                 if not got_first:
                     if not delta.has_output and not delta.done:
-                        continue  # empty keep-alive-like chunk: not a first token
+                        continue  # an empty chunk is not a first token
                     got_first = True
                     racer.first_token_at = self.clock()
                     if racer.load is not None and racer.ticket is not None:
                         racer.load.first_token(racer.ticket)
                 queue.put_nowait(delta)
-                if delta.done:
-                    break
+                saw_done = delta.done
                 remaining = self.remaining()
                 watchdog.arm(min(gap, remaining), "gap" if gap < remaining else "total")
-            else:
+            if not saw_done:
                 # The backend ended without a final delta: never a success.
                 raise IncompleteResponseError(
                     "the answer ended without its final chunk", route=choice.route
@@ -734,21 +746,27 @@ class _Run:
         except asyncio.CancelledError:
             if not watchdog.absorb():
                 raise
-            phase = watchdog.fired or "gap"
-            queue.put_nowait(
-                _Failure(
-                    BackendTimeoutError(
-                        f"no data from {choice.route} for {watchdog.seconds:.2f}s ({phase} deadline)",
-                        phase=phase,
-                        route=choice.route,
-                        seconds=watchdog.seconds,
+            if not saw_done:  # a stall after the final delta changes nothing
+                phase = watchdog.fired or "gap"
+                queue.put_nowait(
+                    _Failure(
+                        BackendTimeoutError(
+                            f"no data from {choice.route} for {watchdog.seconds:.2f}s ({phase} deadline)",
+                            phase=phase,
+                            route=choice.route,
+                            seconds=watchdog.seconds,
+                        )
                     )
                 )
-            )
         except Exception as exc:
-            queue.put_nowait(_Failure(exc))
+            if not saw_done:  # a failure after the final delta changes nothing
+                queue.put_nowait(_Failure(exc))
         finally:
             watchdog.disarm()
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
 
     def _open(self, racer: _Racer) -> AsyncIterator[Delta]:
         choice = racer.choice
