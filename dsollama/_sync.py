@@ -8,7 +8,10 @@ cancels the upstream request.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextlib
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from os import PathLike
 from types import TracebackType
@@ -45,6 +48,9 @@ class Client:
         self._async = AsyncClient(host, **kwargs)
         self.settings = self._async.settings
         self.catalogue = self._async.catalogue
+        # Its connections live on the private loop, where nothing else would close them:
+        # a client dropped without close() still releases them when collected.
+        self._finalizer = weakref.finalize(self, _close_later, self._async)
 
     def __repr__(self) -> str:
         return repr(self._async).replace("AsyncClient", "Client", 1)
@@ -317,7 +323,8 @@ class Client:
     # -- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:
-        _loop.run(self._async.aclose())
+        if self._finalizer.detach() is not None:
+            _loop.run(self._async.aclose())
 
     def __enter__(self) -> Client:
         return self
@@ -329,6 +336,11 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _close_later(client: AsyncClient) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop (or interpreter) is already gone
+        asyncio.run_coroutine_threadsafe(client.aclose(), _loop.loop())
 
 
 async def _ready(value: Any) -> Any:
