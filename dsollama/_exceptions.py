@@ -116,7 +116,7 @@ class DsollamaError(Exception):
     def one_line(self) -> str:
         """The message and its fix on one line, as the CLI prints it."""
         text = self.message.rstrip(".")
-        return f"{text}. {self.hint}" if self.hint else text
+        return f"{text} — {self.hint}" if self.hint else text
 
 
 class ConfigError(DsollamaError):
@@ -376,7 +376,7 @@ class AllRoutesFailedError(DsollamaError):
         hint: str | None = None,
         last_error: BaseException | None = None,
     ) -> None:
-        tried = "; ".join(a.describe() for a in attempts)
+        tried = "; ".join(a.brief() for a in attempts)
         full = f"{message} (tried: {tried})" if tried else message
         super().__init__(full, hint=hint)
         self.attempts = list(attempts)

@@ -75,6 +75,13 @@ class Attempt(BaseModel):
     ttft_s: float | None = None
     "Time to the first token of this attempt, when one arrived."
 
+    def brief(self) -> str:
+        """Route, outcome and error class only, e.g. 'local:127.0.0.1:11434 → fallback (BusyError 503)'."""
+        extra = f" ({self.error}{' ' + str(self.status_code) if self.status_code else ''})" if self.error else ""
+        if not extra and self.outcome == "skipped" and self.detail:
+            extra = f" ({self.detail})"
+        return f"{self.route} → {self.outcome}{extra}"
+
     def describe(self) -> str:
         """One human line, e.g. 'local:127.0.0.1:11434 deepseek-r1:8b → fallback (BusyError 503)'."""
         what: str = self.outcome

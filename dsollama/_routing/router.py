@@ -946,7 +946,7 @@ class _Run:
             hint = "set DEEPSEEK_API_KEY to let busy or failed calls fall back to the hosted API"
         message = "no route could answer"
         if last is not None:
-            message += f"; last error: {type(last).__name__}: {redact(str(last))}"
+            message += f": {redact(str(last))}"
         return AllRoutesFailedError(message, attempts=self.attempts, hint=hint, last_error=last)
 
     # -- the record -------------------------------------------------------------------------
