@@ -77,7 +77,11 @@ class Attempt(BaseModel):
 
     def brief(self) -> str:
         """Route, outcome and error class only, e.g. 'local:127.0.0.1:11434 → fallback (BusyError 503)'."""
-        extra = f" ({self.error}{' ' + str(self.status_code) if self.status_code else ''})" if self.error else ""
+        extra = (
+            f" ({self.error}{' ' + str(self.status_code) if self.status_code else ''})"
+            if self.error
+            else ""
+        )
         if not extra and self.outcome == "skipped" and self.detail:
             extra = f" ({self.detail})"
         return f"{self.route} → {self.outcome}{extra}"

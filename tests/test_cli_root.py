@@ -61,7 +61,9 @@ def test_debug_shows_the_traceback_and_plain_errors_do_not() -> None:
     )
     assert plain.returncode == 1
     assert "Traceback" not in plain.stderr
-    assert [line for line in plain.stderr.splitlines() if line.startswith("Error:")] == plain.stderr.splitlines()
+    assert [
+        line for line in plain.stderr.splitlines() if line.startswith("Error:")
+    ] == plain.stderr.splitlines()
     debug = subprocess.run(
         [
             sys.executable,
