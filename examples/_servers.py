@@ -27,6 +27,7 @@ def servers(**ollama_settings: Any) -> Iterator[dict[str, Any]]:
         **ollama_settings,
     }
     with FakeOllama(**settings) as ollama, FakeDeepSeek(tokens_per_second=120) as deepseek:
+        ollama.preload(*settings["models"])  # as if the daemon had been answering for a while
         print(f"(simulated servers: Ollama at {ollama.url}, DeepSeek API at {deepseek.url})\n")
         yield {
             "host": ollama.url,

@@ -149,6 +149,7 @@ async def stack() -> AsyncIterator[Stack]:
         FakeOllama(models=["deepseek-r1:8b", "deepseek-coder:6.7b"]) as ollama,
         FakeDeepSeek() as deepseek,
     ):
+        ollama.preload("deepseek-r1:8b", "deepseek-coder:6.7b")  # a daemon that has been running
         s = Stack(ollama, deepseek)
         try:
             yield s

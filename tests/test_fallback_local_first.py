@@ -42,9 +42,11 @@ async def test_an_open_breaker_skips_a_dead_daemon_and_a_probe_finds_it_again(
     stack.ollama.refuse_connections()
     client = stack.client(kind, breaker_cooldown=0.3)
     await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
+    stack.ollama.clear_requests()
     second = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
     assert second.outcomes == [("local", "skipped"), ("hosted", "ok")]
     assert "breaker open" in (second.final.attempts[0].detail or "")
+    assert stack.ollama.requests == []  # not even a probe of /api/ps
     stack.ollama.accept_connections()
     await asyncio.sleep(0.35)  # the breaker's cooldown is the thing under test here
     third = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
@@ -93,9 +95,9 @@ async def test_a_bad_request_is_raised_and_never_retried(
 async def test_a_missing_model_falls_back_with_a_hint_to_pull(stack: Stack, kind: str) -> None:
     client = stack.client(kind)
     result = await stack.call(kind, client, "chat", "deepseek-r1:14b", USER)
-    assert result.outcomes == [("local", "fallback"), ("hosted", "ok")]
-    assert result.final.attempts[0].error == "ModelNotFoundError"
-    assert "not pulled" in (result.final.fallback_reason or "")
+    assert result.outcomes == [("local", "skipped"), ("hosted", "ok")]
+    assert "run `dsollama pull deepseek-r1:14b`" in (result.final.fallback_reason or "")
+    assert stack.ollama.recorded("/api/chat") == []  # known from /api/tags: no doomed request
     stack.ollama.refuse_connections()
     client_local_only = stack.client(kind, breaker_cooldown=0.0)
     stack.ollama.accept_connections()
@@ -223,6 +225,7 @@ async def test_several_hosts_share_load_and_a_dead_one_is_skipped(stack: Stack, 
     from dsollama.testing import FakeOllama
 
     with FakeOllama(models=["deepseek-r1:8b"]) as second:
+        second.preload("deepseek-r1:8b")
         stack.ollama.refuse_connections()
         client = stack.client(kind, ollama_hosts=[stack.ollama.url, second.url])
         result = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
@@ -255,3 +258,34 @@ async def _until(condition: object, timeout: float = 5.0) -> None:
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.005)
+
+
+async def test_a_cold_model_goes_hosted_and_is_warmed_for_the_next_call(
+    stack: Stack, kind: str
+) -> None:
+    from dsollama.testing import FakeOllama
+
+    # Installed but not loaded, and loading takes longer than the first-token budget.
+    with FakeOllama(models=["deepseek-r1:8b"], load_seconds=1.0) as cold:
+        client = stack.client(kind, ollama_hosts=[cold.url], first_token_timeout=0.5)
+        first = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
+        assert first.outcomes == [("local", "skipped"), ("hosted", "ok")]
+        assert "not loaded" in (first.final.fallback_reason or "")
+        assert first.elapsed < 0.5 + SLACK  # did not wait for the load
+        assert cold.recorded("/api/chat") == []
+        # Warmed in the background: wait until the client knows (its load request returned).
+        await _until(
+            lambda: not any(v["cold"] or v["warming"] for v in client.routes()["local"].values())
+        )
+        assert "deepseek-r1:8b" in cold.loaded_models()
+        second = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
+        assert second.outcomes == [("local", "ok")]
+
+
+async def test_a_warm_model_is_not_second_guessed(stack: Stack, kind: str) -> None:
+    client = stack.client(kind, first_token_timeout=0.5)
+    await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)  # loads it
+    stack.ollama.clear_requests()
+    result = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
+    assert result.outcomes == [("local", "ok")]
+    assert stack.ollama.recorded("/api/ps") == []  # it answered moments ago: no need to ask

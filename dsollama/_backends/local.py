@@ -62,6 +62,7 @@ class LocalBackend:
             host=host, timeout=timeout, headers=dict(headers or {}), **dict(httpx_kwargs or {})
         )
         self._ps_cache: tuple[float, set[str]] | None = None
+        self._tags_cache: tuple[float, set[str]] | None = None
         self._version: tuple[int, ...] | None = None
         self._ctx_cache: dict[str, int | None] = {}
 
@@ -179,6 +180,31 @@ class LocalBackend:
         names = {normalise_model_name(m.model or m.name or "") for m in response.models}
         self._ps_cache = (now, names)
         return names
+
+    async def installed_models(self) -> set[str]:
+        """Models on the daemon's disk (``/api/tags``), cached briefly."""
+        now = time.monotonic()
+        if self._tags_cache is not None and now - self._tags_cache[0] < _PS_TTL:
+            return self._tags_cache[1]
+        try:
+            response = await self._client.list()
+        except LOCAL_ERRORS as exc:
+            raise self._error(exc, "", "") from exc
+        names = {normalise_model_name(m.model or "") for m in response.models}
+        self._tags_cache = (now, names)
+        return names
+
+    async def warm(self, model: str) -> float | None:
+        """Ask the daemon to load ``model`` (an empty prompt loads without generating).
+
+        Returns the load time in seconds, or None when the daemon could not load it.
+        """
+        try:
+            response = await self._client.generate(model=model, prompt="", stream=False)
+        except LOCAL_ERRORS:
+            return None
+        self._ps_cache = None
+        return (response.load_duration or 0) / 1e9
 
     async def context_window(self, model: str) -> int | None:
         """The context a request gets without its own num_ctx: the model's PARAMETER num_ctx,

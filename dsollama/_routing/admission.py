@@ -66,6 +66,9 @@ class LoadSnapshot:
     generation_s: float
     load_s: float
     samples: int
+    cold: bool = False
+    warming: bool = False
+    missing: bool = False
 
 
 class LocalLoad:
@@ -92,6 +95,12 @@ class LocalLoad:
         self._lock = threading.Lock()
         self.cold = False
         "Set when /api/ps says the model is not loaded; cleared by the next answer."
+        self.last_answer_at: float | None = None
+        "When this process last got an answer from the model (it was loaded then)."
+        self.warming = False
+        "A background load of the model is under way."
+        self.missing = False
+        "The daemon does not have the model at all (not pulled)."
 
     # -- bookkeeping ------------------------------------------------------------------
 
@@ -109,6 +118,7 @@ class LocalLoad:
                 # It did not queue behind our own requests, so its wait is prompt (+ load) time.
                 self.prompt.add(now - ticket.started)
             self.cold = False
+            self.last_answer_at = now
 
     def finish(self, ticket: Ticket, *, ok: bool, load_s: float | None = None) -> None:
         with self._lock:
@@ -121,6 +131,23 @@ class LocalLoad:
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+    def warmed(self, load_s: float | None) -> None:
+        """A background load finished: the model is in memory now."""
+        with self._lock:
+            self.warming = False
+            if load_s is None:
+                return
+            if load_s > 0.05:
+                self.load.add(load_s)
+            self.cold = False
+            self.last_answer_at = self._clock()
+
+    def idle_for(self) -> float | None:
+        """Seconds since the last answer (None: never answered in this process)."""
+        if self.last_answer_at is None:
+            return None
+        return self._clock() - self.last_answer_at
 
     # -- prediction -------------------------------------------------------------------
 
@@ -160,4 +187,7 @@ class LocalLoad:
                 generation_s=self.generation.value,
                 load_s=self.load.value,
                 samples=self.generation.samples,
+                cold=self.cold,
+                warming=self.warming,
+                missing=self.missing,
             )

@@ -58,6 +58,8 @@ log = logging.getLogger("dsollama")
 # 401 keeps the hosted route off for the rest of the process; 402 for a long while.
 _DISABLE_SESSION_S = 10 * 365 * 24 * 3600.0
 _DISABLE_LONG_S = 3600.0
+# Ollama keeps an idle model loaded for 5 minutes by default; a little less, to be safe.
+_KEEP_ALIVE_GUESS_S = 240.0
 # Below this many estimated tokens no DeepSeek model's context can overflow; skip the check.
 _SMALL_PROMPT_TOKENS = 1536
 
@@ -191,6 +193,7 @@ class Router:
         self._breakers: dict[str, Breaker] = {}
         self._loads: dict[tuple[str, str], LocalLoad] = {}
         self._hosted_ttft: dict[str, Ewma] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- shared state ---------------------------------------------------------------------
 
@@ -290,12 +293,20 @@ class Router:
         if choice.kind != "local" or not has_alternative:
             return None
         load = self.load(choice.route, choice.model)
+        await self._check_warm(choice, load)
+        if load.missing:
+            return f"model not pulled on the local daemon (run `dsollama pull {choice.model}`)"
         predicted = load.predict_first_token()
         limit = controls.first_token_timeout
         if controls.admission == "latency" and self.hosted is not None:
             limit = min(limit, self.hosted_ttft(self.hosted.route).value)
         if predicted > limit:
             snap = load.snapshot()
+            if load.cold and snap.in_flight == 0:
+                return (
+                    f"local model not loaded: a cold load (~{snap.load_s:.1f}s) puts the first "
+                    f"token at {predicted:.1f}s > {limit:.1f}s"
+                )
             return (
                 f"local busy: {snap.in_flight} in flight on {snap.slots} slot(s), "
                 f"first token predicted in {predicted:.1f}s > {limit:.1f}s"
@@ -307,10 +318,70 @@ class Router:
                 return f"prompt ~{tokens} tokens > local context {window}"
         return None
 
+    async def _check_warm(self, choice: RouteChoice, load: LocalLoad) -> None:
+        """Ask /api/ps whether an idle model is still loaded (a cold load can take minutes).
+
+        Only when nothing of ours is in flight and the model has not answered recently:
+        a model that answered within Ollama's default keep-alive is still loaded.
+        """
+        if load.in_flight:
+            return
+        idle = load.idle_for()
+        if idle is not None and idle < _KEEP_ALIVE_GUESS_S:
+            return
+        lookup = getattr(choice.backend, "loaded_models", None)
+        if lookup is None:
+            return
+        try:
+            loaded: set[str] = await lookup()
+        except DsollamaError:
+            return  # the call itself will find out, at no extra cost
+        name = normalise_model_name(choice.model)
+        load.cold = name not in loaded
+        if not load.cold:
+            load.missing = False
+            return
+        installed = getattr(choice.backend, "installed_models", None)
+        if installed is not None:
+            try:
+                load.missing = name not in await installed()
+            except DsollamaError:
+                return
+            if load.missing:
+                return  # nothing to warm: it has to be pulled first
+        if load.load.samples == 0:
+            entry = self.catalogue.resolve(choice.model)
+            if entry is not None and entry.size_bytes:
+                # Until a real load is seen: reading the weights at ~2 GB/s, plus start-up.
+                load.load.value = 1.0 + entry.size_bytes / 2e9
+        warm = getattr(choice.backend, "warm", None)
+        if warm is not None and not load.warming:
+            # If this call goes elsewhere because the model is cold, load it now, so the
+            # next calls can stay local (loading sends no content anywhere).
+            load.warming = True
+
+            async def warm_up() -> None:
+                seconds: float | None = None
+                try:
+                    seconds = await warm(choice.model)
+                finally:
+                    load.warmed(seconds)
+
+            task = asyncio.get_running_loop().create_task(warm_up())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
     # -- running --------------------------------------------------------------------------
 
     def run(self, spec: CallSpec, controls: Controls) -> AsyncIterator[RoutedDelta]:
         return _Run(self, spec, controls).execute()
+
+
+def _breaker_reason(breaker: Breaker) -> str:
+    snap = breaker.snapshot()
+    if snap.state == "half-open":
+        return f"another call is probing the route ({snap.reason})"
+    return f"breaker open for {snap.retry_in:.0f}s ({snap.reason})"
 
 
 def _hosted_thinking(think: bool | str | None, default: bool) -> bool:
@@ -499,12 +570,15 @@ class _Run:
         while self.next_index < len(self.routes):
             choice = self.routes[self.next_index]
             self.next_index += 1
-            reason = await self.router.skip_reason(
-                choice, self.spec, self.controls, has_alternative=self._alternative_after()
-            )
-            if reason is None and not self.router.breaker(choice.route).allow():
-                snap = self.router.breaker(choice.route).snapshot()
-                reason = f"breaker open for {snap.retry_in:.0f}s ({snap.reason})"
+            breaker = self.router.breaker(choice.route)
+            # The breaker first: an open one means not even a cheap probe goes to the route.
+            reason = _breaker_reason(breaker) if breaker.snapshot().state == "open" else None
+            if reason is None:
+                reason = await self.router.skip_reason(
+                    choice, self.spec, self.controls, has_alternative=self._alternative_after()
+                )
+            if reason is None and not breaker.allow():
+                reason = _breaker_reason(breaker)
             if reason is not None:
                 self._record(
                     choice, "skipped", detail=reason, started=self.clock(), wall=time.time()

@@ -323,6 +323,26 @@ class FakeOllama:
     def _lookup(self, name: ModelName) -> FakeModel | None:
         return self._installed.get(name.key)
 
+    def preload(self, *models: str) -> None:
+        """Load models into memory as a request would, without recording one.
+
+        A fresh daemon has its models on disk but not in memory; preloading starts a test
+        from a daemon that has been answering for a while (a warm model).
+        """
+
+        async def load() -> None:
+            for name in models:
+                parsed = parse_name(name)
+                model = self._lookup(parsed) if parsed is not None else None
+                if model is None:
+                    raise ValueError(
+                        f"preload: model {name!r} is not installed; pass it in models="
+                    )
+                runner = await self._sched.acquire(model, {}, None)
+                self._sched.detach(runner)
+
+        self._server.call(load())
+
     def installed_models(self) -> list[str]:
         return [m.name for m in tuple(self._installed.values())]
 
