@@ -9,6 +9,7 @@ waits. Ctrl-C while waiting cancels the work on the loop (and so the upstream re
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import queue
 import threading
@@ -19,6 +20,9 @@ from typing import Any, TypeVar
 __all__ = ["iterate", "loop", "run"]
 
 T = TypeVar("T")
+
+# How long a waiting caller sleeps before checking for Ctrl-C again.
+_SLICE = 0.1
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -61,7 +65,13 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     _check_not_on_loop(target)
     future: Future[T] = asyncio.run_coroutine_threadsafe(coro, target)
     try:
-        return future.result()
+        while True:
+            # Wait in slices: a lock wait without a timeout is not woken by Ctrl-C, so
+            # the interrupt would only land once the answer was complete.
+            try:
+                return future.result(timeout=_SLICE)
+            except concurrent.futures.TimeoutError:
+                continue
     except BaseException:
         # KeyboardInterrupt (or any interruption of the wait): cancel the work upstream.
         future.cancel()
@@ -108,7 +118,10 @@ def iterate(agen_factory: Coroutine[Any, Any, AsyncIterator[T]]) -> Iterator[T]:
 def _reader(items: queue.SimpleQueue[object], future: Future[None]) -> Iterator[Any]:
     try:
         while True:
-            item = items.get()
+            try:
+                item = items.get(timeout=_SLICE)  # in slices, so Ctrl-C lands at once
+            except queue.Empty:
+                continue
             if item is _END:
                 return
             if isinstance(item, _Failure):

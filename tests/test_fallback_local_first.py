@@ -289,3 +289,37 @@ async def test_a_warm_model_is_not_second_guessed(stack: Stack, kind: str) -> No
     result = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
     assert result.outcomes == [("local", "ok")]
     assert stack.ollama.recorded("/api/ps") == []  # it answered moments ago: no need to ask
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (None, [("local", "fallback"), ("hosted", "ok")]),  # refused
+        (
+            Fault("status", status=503, times=1, path="/api/generate"),
+            [("local", "retry"), ("local", "ok")],
+        ),
+        (
+            Fault("slow_first_token", seconds=5.0, path="/api/generate"),
+            [("local", "fallback"), ("hosted", "ok")],
+        ),
+        (
+            Fault("error_line", after_chunks=3, path="/api/generate"),
+            [("local", "retry"), ("local", "ok")],
+        ),
+    ],
+    ids=["refused", "busy-503", "slow-first-token", "broken-stream"],
+)
+async def test_generate_meets_the_same_faults_the_same_way(
+    stack: Stack, kind: str, fault: Fault | None, expected: list[tuple[str, str]]
+) -> None:
+    if fault is None:
+        stack.ollama.refuse_connections()
+    else:
+        stack.ollama.add_fault(fault)
+    client = stack.client(kind, first_token_timeout=0.3)
+    result = await stack.call(
+        kind, client, "generate", "deepseek-r1:8b", "Say something", think=False
+    )
+    assert result.outcomes == expected
+    assert result.text
