@@ -199,6 +199,8 @@ def _final_fields(delta: Delta, served: ServedBy, summary: CallSummary) -> dict[
         "usage": summary.usage,
         "cost_usd": summary.cost_usd,
         "ignored": summary.ignored or None,
+        "ttft_s": summary.ttft_s,
+        "elapsed_s": summary.total_s,
     }
 
 

@@ -134,6 +134,10 @@ class _CallInfo(BaseModel):
     "Estimated hosted cost of the call in US dollars (0 for local answers)."
     ignored: list[str] | None = None
     "Request arguments the serving route could not honour, as 'name: why'."
+    ttft_s: float | None = None
+    "Seconds from the call to its first token, as this client measured it (final only)."
+    elapsed_s: float | None = None
+    "Seconds the whole call took, retries and fallbacks included (final only)."
 
 
 class ChatResponse(ollama.ChatResponse, _CallInfo):

@@ -41,6 +41,9 @@ async def test_chat_is_answered_locally_with_official_shapes(
     assert result.outcomes == [("local", "ok")]
     assert final.fallback_reason is None
     assert final.cost_usd == 0.0
+    assert final.ttft_s is not None
+    assert final.elapsed_s is not None
+    assert 0 < final.ttft_s <= final.elapsed_s <= result.elapsed
     assert stack.deepseek.requests == []  # nothing left the machine
 
 

@@ -132,14 +132,10 @@ def status_line(final: ChatResponse | GenerateResponse) -> str:
     parts = [f"served by {served.kind} {served.model} @ {served.endpoint}" if served else "served"]
     if final.fallback_reason:
         parts.append(f"fallback: {final.fallback_reason}")
-    attempts = final.attempts or []
-    ttft = next(
-        (a.ttft_s for a in reversed(attempts) if a.outcome == "ok" and a.ttft_s is not None), None
-    )
-    if ttft is not None:
-        parts.append(f"first token {ttft:.2f}s")
-    if final.total_duration:
-        parts.append(f"total {final.total_duration / 1e9:.2f}s")
+    if final.ttft_s is not None:
+        parts.append(f"first token {final.ttft_s:.2f}s")
+    if final.elapsed_s is not None:
+        parts.append(f"total {final.elapsed_s:.2f}s")
     if final.eval_count:
         parts.append(f"{final.eval_count} tokens")
     if final.cost_usd:
