@@ -11,10 +11,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import httpx
+
+from .._config import Settings
 from .._delta import Delta
 from .._types import RouteKind
 
-__all__ = ["Backend", "CallSpec", "StreamStats"]
+__all__ = ["Backend", "CallSpec", "StreamStats", "http_timeout"]
 
 
 @dataclass
@@ -80,3 +83,17 @@ class Backend(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def http_timeout(settings: Settings) -> httpx.Timeout:
+    """The httpx timeout every backend uses.
+
+    Reads are policed by the router's watchdog (first token, gap, total); the read limit
+    here is only a backstop so nothing can hang past the total deadline.
+    """
+    return httpx.Timeout(
+        connect=settings.connect_timeout,
+        read=settings.total_timeout,
+        write=settings.total_timeout,
+        pool=settings.connect_timeout,
+    )

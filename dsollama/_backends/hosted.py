@@ -38,7 +38,7 @@ from .._wire.hosted import (
 )
 from .._wire.schema import validate_json_text
 from .._wire.sse import Comment, Data, Done, SSEParser
-from . import CallSpec, StreamStats
+from . import CallSpec, StreamStats, http_timeout
 
 __all__ = ["HostedBackend"]
 
@@ -66,12 +66,7 @@ class HostedBackend:
         # /beta features (prefix completion, FIM) hang off the API root, not off /v1.
         self._root = base.removesuffix("/v1").removesuffix("/beta")
         self._base = base
-        timeout = httpx.Timeout(
-            connect=settings.connect_timeout,
-            read=settings.total_timeout,
-            write=settings.total_timeout,
-            pool=settings.connect_timeout,
-        )
+        timeout = http_timeout(settings)
         self._http = httpx.AsyncClient(
             timeout=timeout,
             headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},

@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
 import ollama
 
 from .._catalogue import Catalogue, normalise_model_name
@@ -22,7 +21,7 @@ from .._hosts import display_host
 from .._types import RouteKind
 from .._wire.local import LOCAL_ERRORS, classify_local_error, local_chunk_to_delta
 from .._wire.reasoning import ThinkSplitter
-from . import CallSpec, StreamStats
+from . import CallSpec, StreamStats, http_timeout
 
 __all__ = ["LocalBackend"]
 
@@ -50,14 +49,7 @@ class LocalBackend:
         self.route = f"local:{display_host(host)}"
         self._settings = settings
         self._catalogue = catalogue
-        timeout = httpx.Timeout(
-            connect=settings.connect_timeout,
-            # Reads are policed by the router's watchdog (first token, gap, total); this
-            # is only a backstop so nothing can hang past the total deadline.
-            read=settings.total_timeout,
-            write=settings.total_timeout,
-            pool=settings.connect_timeout,
-        )
+        timeout = http_timeout(settings)
         self._client = ollama.AsyncClient(
             host=host, timeout=timeout, headers=dict(headers or {}), **dict(httpx_kwargs or {})
         )

@@ -40,7 +40,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 
 from ._control import handle_control, is_control_path, refuse_from_loop
@@ -54,8 +54,9 @@ from ._deepseek_request import (
     parse_fim,
 )
 from ._deepseek_stream import Hold, Pacing, Slot, json_response, sse_response, trace_headers
-from ._faults import Fault, FaultPlan
-from ._server import AbortConnection, HTTPServer, RecordedRequest, Request, Response, StreamResponse
+from ._double import Double
+from ._faults import Fault
+from ._server import AbortConnection, Request, Response, StreamResponse
 
 __all__ = ["FakeDeepSeek", "main"]
 
@@ -141,7 +142,7 @@ def _dumps(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-class FakeDeepSeek:
+class FakeDeepSeek(Double):
     """The DeepSeek API double. Start it (``with FakeDeepSeek() as fake:``), point an
     OpenAI-format client at ``fake.url`` (``fake.beta_url`` for beta features) with
     ``api_key=fake.api_key``.
@@ -199,8 +200,7 @@ class FakeDeepSeek:
             cache_hit_tokens=cache_hit_tokens,
             json_empty_content=json_empty_content,
         )
-        self._faults = FaultPlan()
-        self._server = HTTPServer(self._handle, host=host, port=port)
+        super().__init__(self._handle, host=host, port=port)
         self._in_flight = 0
         self._in_flight_changed = threading.Condition()
         # Shaped like the captured ones (§2.3); fixed for the life of the double.
@@ -234,92 +234,14 @@ class FakeDeepSeek:
     # -- lifecycle ------------------------------------------------------------------------
 
     @property
-    def url(self) -> str:
-        """Base URL (the root base; ``/v1`` works the same way)."""
-        return self._server.url
-
-    @property
     def beta_url(self) -> str:
         """The ``/beta`` base: prefix completion and FIM live there."""
         return self._server.url + "/beta"
 
     @property
-    def port(self) -> int:
-        """The port it listens on (chosen by the OS when created with ``port=0``)."""
-        return self._server.port
-
-    @property
     def api_key(self) -> str:
         """The first accepted key."""
         return self.api_keys[0]
-
-    def start(self) -> FakeDeepSeek:
-        """Listen (on its own event-loop thread) and return self."""
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        """Release held requests, close every connection and the port."""
-        self._faults.release()
-        self._server.stop()
-
-    def __enter__(self) -> FakeDeepSeek:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> FakeDeepSeek:
-        return self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- faults, records, connections -----------------------------------------------------
-
-    @property
-    def faults(self) -> FaultPlan:
-        """The queued faults (shared vocabulary, `dsollama.testing.Fault`)."""
-        return self._faults
-
-    def add_fault(self, *faults: Fault) -> None:
-        """Queue faults; each serving request takes the first one that matches its path."""
-        self._faults.add(*faults)
-
-    def release(self) -> None:
-        """End every stall (and keep-alive wait) held until release."""
-        self._faults.release()
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """Requests received, in order (control routes left out)."""
-        return self.recorded()
-
-    def recorded(self, path: str | None = None, method: str | None = None) -> list[RecordedRequest]:
-        """Recorded requests, optionally for one path (trailing ``*``: a prefix) or method."""
-        return [r for r in self._server.recorded(path, method) if not is_control_path(r.path)]
-
-    def clear_requests(self) -> None:
-        """Forget the recorded requests."""
-        self._server.clear_requests()
-
-    def refuse_connections(self) -> None:
-        """Stop listening and drop open connections (clients get connection refused)."""
-        self._server.refuse_connections()
-
-    def accept_connections(self) -> None:
-        """Listen again on the same port."""
-        self._server.accept_connections()
 
     def in_flight(self) -> int:
         """Chat and FIM requests between arrival and the end of their answer."""

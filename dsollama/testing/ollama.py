@@ -61,17 +61,17 @@ import ipaddress
 import socket
 import time
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Any
 
 from . import _ollama_infer, _ollama_openai, _ollama_provision
 from ._control import handle_control, is_control_path, refuse_from_loop
-from ._faults import Fault, FaultPlan
+from ._double import Double
+from ._faults import Fault
 from ._ollama_models import FakeModel, ModelName, default_registry, parse_name, registry_index
 from ._ollama_sched import MAX_QUEUE_MESSAGE, Scheduler
 from ._ollama_stream import RUNNER_STOPPED, STREAM_FAULTS, corrupt_body, error_response, sleep_fault
 from ._ollama_wire import go_json
-from ._server import AbortConnection, HTTPServer, RecordedRequest, Request, Response, StreamResponse
+from ._server import AbortConnection, Request, Response, StreamResponse
 
 __all__ = ["FakeModel", "FakeOllama"]
 
@@ -79,7 +79,6 @@ _STREAMING_ROUTES = frozenset(
     {"/api/chat", "/api/generate", "/api/pull", "/api/push", "/api/create", "/v1/chat/completions"}
 )
 "Routes whose handlers apply stream faults themselves (streaming or not)."
-_DEEPSEEK_ONLY = frozenset({"keepalive", "keepalive_then_close", "finish_reason"})
 _SETTINGS: dict[str, type] = {
     "version": str,
     "slots": int,
@@ -108,13 +107,16 @@ _STATUS_TEXT = {
 }
 
 
-class FakeOllama:
+class FakeOllama(Double):
     """A double of the Ollama daemon (see the module docstring for routes and faults).
 
     Settings are plain attributes, read when a request needs them, so a test may change
     them at any time (also over ``POST /_dsollama/config``). ``slots`` applies at once to
     loaded models too, as if the daemon restarted with the models still warm.
     """
+
+    foreign_faults = frozenset({"keepalive", "keepalive_then_close", "finish_reason"})
+    foreign_owner = "DeepSeek"
 
     def __init__(
         self,
@@ -153,8 +155,7 @@ class FakeOllama:
         self.pull_tick_seconds = 0.06
         "Progress lines while pulling come this often (the daemon's ticker)."
 
-        self.faults = FaultPlan()
-        self._server = HTTPServer(self._handle, host=host, port=port)
+        super().__init__(self._handle, host=host, port=port)
         self._registry = registry_index(default_registry() if registry is None else registry)
         self._installed: dict[str, FakeModel] = {}
         self._modified: dict[str, float] = {}
@@ -223,77 +224,10 @@ class FakeOllama:
             setattr(self, name, float(value) if _SETTINGS[name] is float else value)
         return self.config()
 
-    # -- lifecycle ----------------------------------------------------------------------
+    # -- lifecycle (the rest is in Double) -------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    def start(self) -> FakeOllama:
-        if not self._server.running:
-            self._sched = Scheduler(self)  # runners belong to one event loop
-            self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> FakeOllama:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> FakeOllama:
-        return self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- faults and recording -----------------------------------------------------------
-
-    def add_fault(self, *faults: Fault) -> None:
-        """Queue faults; each request to a serving route takes the first that matches."""
-        for fault in faults:
-            if fault.kind in _DEEPSEEK_ONLY:
-                raise ValueError(f"fault kind {fault.kind!r} belongs to the DeepSeek double")
-        self.faults.add(*faults)
-
-    def release(self) -> None:
-        """End every releasable stall (a ``stall_*`` fault with ``seconds=0``)."""
-        self.faults.release()
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """Every request that reached a serving route, in order (control routes excluded)."""
-        return self.recorded()
-
-    def recorded(self, path: str | None = None, method: str | None = None) -> list[RecordedRequest]:
-        return [r for r in self._server.recorded(path, method) if not is_control_path(r.path)]
-
-    def clear_requests(self) -> None:
-        self._server.clear_requests()
-
-    def refuse_connections(self) -> None:
-        """Close the listener and drop open connections: clients see a dead daemon."""
-        self._server.refuse_connections()
-
-    def accept_connections(self) -> None:
-        self._server.accept_connections()
+    def _before_start(self) -> None:
+        self._sched = Scheduler(self)  # runners belong to one event loop
 
     # -- models -------------------------------------------------------------------------
 
@@ -383,7 +317,7 @@ class FakeOllama:
         handler = methods.get(request.method)
         if handler is None:
             return Response(status=405, body=b"405 method not allowed", content_type="text/plain")
-        fault = self.faults.take(path)
+        fault = self._faults.take(path)
         if fault is not None:
             early = await self._early_fault(fault, path)
             if early is not None:
@@ -395,7 +329,7 @@ class FakeOllama:
                 return self._fault_status(path, 500, fault.message or RUNNER_STOPPED)
             if fault.kind == "drop":
                 raise AbortConnection
-            await sleep_fault(fault, self.faults)
+            await sleep_fault(fault, self._faults)
             return corrupt_body(response, fault) if isinstance(response, Response) else response
         return response
 
@@ -406,7 +340,7 @@ class FakeOllama:
         if fault.kind == "reset":
             raise AbortConnection
         if fault.kind == "stall_before":
-            await self.faults.stall(fault.seconds)
+            await self._faults.stall(fault.seconds)
             return None
         if fault.kind == "status":
             status = fault.status or 500
