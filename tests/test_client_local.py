@@ -287,3 +287,21 @@ def test_ctrl_c_during_a_sync_call_cancels_the_upstream_request() -> None:
             time.sleep(0.005)
         assert ollama.in_flight("deepseek-r1:8b") == 0
         client.close()
+
+
+async def test_stopping_right_after_the_final_chunk_is_still_a_success(stack: Stack) -> None:
+    records: list[dsollama.CallRecord] = []
+
+    class Sink:
+        def record(self, rec: dsollama.CallRecord) -> None:
+            records.append(rec)
+
+    client = dsollama.AsyncClient(**stack.settings(), sinks=[Sink()])
+    stack.clients.append(client)
+    parts = await client.chat("deepseek-r1:8b", USER, stream=True)
+    async for part in parts:
+        if part.done:
+            break  # never asks for the (non-existent) next chunk
+    await parts.aclose()
+    assert [r.ok for r in records] == [True]
+    assert records[0].error_class is None

@@ -500,6 +500,7 @@ class _Run:
     async def execute(self) -> AsyncIterator[RoutedDelta]:
         self.router.budget.record_call()
         outcome_error: BaseException | None = None
+        delivered = False
         final: Delta | None = None
         answer: list[Delta] = []
         try:
@@ -528,9 +529,13 @@ class _Run:
             self._succeed(racer, final)
             summary = self._summary()
             out = merge_deltas(answer) if not self.spec.stream else final
+            delivered = True
             yield RoutedDelta(out, racer.choice.served_by(), summary)
         except BaseException as exc:
-            outcome_error = exc
+            # A consumer that stops right after the final delta closes us at that yield:
+            # the call succeeded all the same.
+            if not (delivered and isinstance(exc, GeneratorExit)):
+                outcome_error = exc
             raise
         finally:
             await self._cancel_all("cancelled")
