@@ -1,0 +1,221 @@
+"""`dsollama serve`: a local Ollama- and OpenAI-format endpoint with fallback.
+
+Prints where it listens and what it fronts, then serves until SIGTERM or Ctrl-C; answers
+in flight get ``--grace`` seconds to finish. The first line on stdout is the base URL
+(useful with ``--port 0``). Needs the ``serve`` extra; without it, says how to install it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from typing import Any
+
+import click
+
+__all__ = ["serve"]
+
+_EXTRA = ("starlette", "uvicorn")
+
+
+def _require_extra() -> None:
+    from dsollama._exceptions import ConfigError
+
+    missing = [name for name in _EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise ConfigError(
+            f"dsollama serve needs {' and '.join(missing)}, which {verb} not installed",
+            hint="install it with pip install 'dsollama[serve]'",
+        )
+
+
+def _client_url(base: str) -> str:
+    """A URL a client on this machine can use (0.0.0.0 and :: are not destinations)."""
+    return base.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
+
+
+def _setup_logging(level: str) -> None:
+    # One line per routed call ("chat m -> hosted deepseek-flash@… fallback='…'"), from the
+    # router's logger; uvicorn configures only its own loggers.
+    logger = logging.getLogger("dsollama")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+@click.command(context_settings={"max_content_width": 100})
+@click.option(
+    "--host",
+    metavar="ADDR",
+    help="Address to listen on (default 127.0.0.1; any other address needs a token).",
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), help="Port (default 11435; 0 lets the OS choose)."
+)
+@click.option(
+    "--token",
+    metavar="TOKEN",
+    help="Require 'Authorization: Bearer TOKEN' (or set DSOLLAMA_SERVE_TOKEN, which other "
+    "users of this machine cannot read in the process list).",
+)
+@click.option(
+    "--policy",
+    type=click.Choice(["local-first", "hosted-first", "local-only"]),
+    help="Route order (default local-first).",
+)
+@click.option("--local-only", is_flag=True, help="Never send anything off this machine.")
+@click.option(
+    "--ollama-host", metavar="URL", help="The Ollama daemon to front (default OLLAMA_HOST)."
+)
+@click.option(
+    "--first-token-timeout", type=float, metavar="S", help="First-token budget per route."
+)
+@click.option("--gap-timeout", type=float, metavar="S", help="Longest silence between chunks.")
+@click.option("--total-timeout", type=float, metavar="S", help="Deadline for a whole answer.")
+@click.option(
+    "--continue/--no-continue",
+    "continue_streams",
+    default=None,
+    help="Continue a stream that breaks mid-answer on the hosted route.",
+)
+@click.option("--hedge/--no-hedge", default=None, help="Race local and hosted when local is late.")
+@click.option(
+    "--grace",
+    type=click.IntRange(0),
+    default=30,
+    show_default=True,
+    metavar="S",
+    help="On shutdown, seconds answers in flight get to finish.",
+)
+@click.option(
+    "--max-body",
+    type=click.FloatRange(min=0.001),
+    default=32.0,
+    show_default=True,
+    metavar="MIB",
+    help="Largest JSON request body, in MiB (blob uploads are streamed, not limited).",
+)
+@click.option(
+    "--model",
+    "default_model",
+    default="deepseek-r1:8b",
+    show_default=True,
+    help="Model of POST /generate when the request names none.",
+)
+@click.option(
+    "--cors-origin",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Also allow this browser origin (repeatable); local pages and desktop apps always are.",
+)
+@click.option("--access-log/--no-access-log", default=False, help="Log every HTTP request.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    token: str | None,
+    policy: str | None,
+    local_only: bool,
+    ollama_host: str | None,
+    first_token_timeout: float | None,
+    gap_timeout: float | None,
+    total_timeout: float | None,
+    continue_streams: bool | None,
+    hedge: bool | None,
+    grace: int,
+    max_body: float,
+    default_model: str,
+    cors_origin: tuple[str, ...],
+    access_log: bool,
+    log_level: str,
+) -> None:
+    """Serve Ollama's API and OpenAI's API on one local port, with fallback.
+
+    \b
+    Point clients at it:
+      Ollama clients, Open WebUI (OLLAMA_BASE_URL)   http://127.0.0.1:11435
+      OpenAI clients, Cherry Studio, llm             http://127.0.0.1:11435/v1
+    """
+    _require_extra()
+    from dsollama._config import load_settings
+
+    if local_only and policy not in (None, "local-only"):
+        raise click.UsageError(f"--local-only and --policy {policy} contradict each other")
+    overrides: dict[str, Any] = {
+        "serve_host": host,
+        "serve_port": port,
+        "serve_token": token,
+        "policy": "local-only" if local_only else policy,
+        "ollama_hosts": [ollama_host] if ollama_host else None,
+        "first_token_timeout": first_token_timeout,
+        "gap_timeout": gap_timeout,
+        "total_timeout": total_timeout,
+        "continue_streams": continue_streams,
+        "hedge": hedge,
+    }
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    secret = settings.serve_token.get_secret_value() if settings.serve_token else None
+
+    from dsollama.serve.security import check_bind
+
+    check_bind(settings.serve_host, secret)
+    if settings.api_key():
+        settings.check_hosted_endpoint()
+
+    from dsollama.serve import create_app
+    from dsollama.serve.server import bind, make_server, url_for
+
+    sock = bind(settings.serve_host, settings.serve_port)
+    url = _client_url(url_for(sock))
+    app = create_app(
+        settings=settings,
+        token=secret,
+        max_body=int(max_body * 1024 * 1024),
+        default_model=default_model,
+        cors_origins=cors_origin,
+    )
+    _setup_logging(log_level)
+    _banner(url, settings, secret is not None, grace)
+    server = make_server(app, grace=grace, log_level=log_level, access_log=access_log)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    click.echo("dsollama serve stopped.", err=True)
+
+
+def _banner(url: str, settings: Any, has_token: bool, grace: int) -> None:
+    if settings.policy == "local-only":
+        hosted = "off (--local-only: nothing leaves this machine)"
+    elif settings.api_key():
+        hosted = f"{settings.hosted_base_url} (fallback when local is down, failing or busy)"
+    else:
+        hosted = "off: set DEEPSEEK_API_KEY to fall back when local is down or busy"
+    auth = (
+        "bearer token required (every route but /healthz)"
+        if has_token
+        else "none (only this machine can connect)"
+    )
+    rows = [
+        ("Ollama API", f"{url}  (Ollama host / OLLAMA_BASE_URL)"),
+        ("OpenAI API", f"{url}/v1  (base_url; any API key unless a token is set)"),
+        ("local", ", ".join(settings.ollama_hosts)),
+        ("hosted", hosted),
+        ("policy", settings.policy),
+        ("auth", auth),
+    ]
+    # The first line is the bare URL, for scripts that start the server on port 0.
+    click.echo(url)
+    for name, value in rows:
+        click.echo(f"  {name:<11} {value}")
+    click.echo(f"Ctrl-C stops it; answers in flight get {grace}s to finish.")
+    sys.stdout.flush()

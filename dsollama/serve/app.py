@@ -1,0 +1,209 @@
+"""The ASGI app behind `dsollama serve`: routes, middleware, and the client's lifetime.
+
+    app = create_app()                       # settings from the environment and config file
+    uvicorn.run(app, host="127.0.0.1", port=11435)
+
+One `AsyncClient(source="serve")` answers every request for the app's lifetime: created
+when the server starts (ASGI lifespan), closed when it stops. It records each call in the
+request log like any client (so serve adds no log of its own), and feeds /metrics through
+a sink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from .._config import Settings, load_settings
+from .._exceptions import DsollamaError
+from . import compat, health, ollama_api, openai_api, passthrough
+from .errors import ApiError, dialect_for, from_exception, render
+from .info import EXPOSED_HEADERS, dsollama_version
+from .observe import ObserveMiddleware, ServeMetrics
+from .security import AuthMiddleware, HostGuard, origin_pattern
+from .state import DEFAULT_MAX_BODY, ServeState
+
+if TYPE_CHECKING:
+    from .._client import AsyncClient
+    from .._routing.router import CallSink
+
+__all__ = ["DEFAULT_MAX_BODY", "create_app"]
+
+
+def _routes() -> list[Route]:
+    forward, blob = passthrough.forward, passthrough.forward_blob
+    return [
+        # Ollama's native API (GET routes answer HEAD too)
+        Route("/", ollama_api.root, methods=["GET"]),
+        Route("/api/version", ollama_api.version_route, methods=["GET"]),
+        Route("/api/tags", ollama_api.tags, methods=["GET"]),
+        Route("/api/ps", ollama_api.ps, methods=["GET"]),
+        Route("/api/show", ollama_api.show, methods=["POST"]),
+        Route("/api/chat", ollama_api.chat, methods=["POST"]),
+        Route("/api/generate", ollama_api.generate, methods=["POST"]),
+        Route("/api/embed", ollama_api.embed, methods=["POST"]),
+        Route("/api/embeddings", forward, methods=["POST"]),
+        Route("/api/pull", forward, methods=["POST"]),
+        Route("/api/push", forward, methods=["POST"]),
+        Route("/api/create", forward, methods=["POST"]),
+        Route("/api/copy", forward, methods=["POST"]),
+        Route("/api/delete", forward, methods=["DELETE"]),
+        Route("/api/blobs/{digest}", blob, methods=["HEAD", "POST"]),
+        # OpenAI's API
+        Route("/v1/models", openai_api.list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", openai_api.retrieve_model, methods=["GET"]),
+        Route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"]),
+        Route("/v1/completions", openai_api.completions, methods=["POST"]),
+        Route("/v1/embeddings", openai_api.embeddings, methods=["POST"]),
+        # the classic compatibility route
+        Route("/generate", compat.generate, methods=["POST"]),
+        # operations
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", health.metrics, methods=["GET"]),
+    ]
+
+
+def _error_response(request: Request, error: ApiError) -> Response:
+    status, headers, body = render(error, dialect_for(request.url.path))
+    return Response(body, status_code=status, headers=headers)
+
+
+async def _on_error(request: Request, exc: Exception) -> Response:
+    return _error_response(request, from_exception(exc))
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if dialect_for(path) == "ollama":
+        # The daemon's own plain-text answers, which Ollama clients already handle.
+        text = "404 page not found" if exc.status_code == 404 else "405 method not allowed"
+        return PlainTextResponse(text, status_code=exc.status_code, headers=exc.headers)
+    if exc.status_code == 404:
+        message = f"unknown route {request.method} {path}; this server offers /v1/models, /v1/chat/completions, /v1/completions and /v1/embeddings"
+        code = "unknown_url"
+    else:
+        message = f"method {request.method} is not allowed on {path}"
+        code = "method_not_allowed"
+    response = _error_response(request, ApiError(exc.status_code, message, code=code))
+    response.headers.update(exc.headers or {})
+    return response
+
+
+def create_app(
+    client: AsyncClient | None = None,
+    settings: Settings | None = None,
+    *,
+    token: str | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    default_model: str = "deepseek-r1:8b",
+    cors_origins: Sequence[str] = (),
+    sinks: Sequence[CallSink] = (),
+) -> Starlette:
+    """The serve app.
+
+    ``client``: answer through this client (the caller owns and closes it); by default the
+    app makes its own `AsyncClient(source="serve")` from ``settings`` at startup and closes
+    it at shutdown. ``token``: require ``Authorization: Bearer <token>`` on every route but
+    /healthz (default: ``settings.serve_token``). ``max_body``: largest JSON request body in
+    bytes. ``default_model``: the model of ``POST /generate`` when the request names none.
+    ``cors_origins``: browser origins allowed besides local pages and desktop apps.
+    ``sinks``: extra call sinks for the app's own client.
+    """
+    if settings is None:
+        settings = client.settings if client is not None else load_settings()
+    if token is None and settings.serve_token is not None:
+        token = settings.serve_token.get_secret_value()
+    metrics = ServeMetrics()
+    state = ServeState(
+        settings=settings, metrics=metrics, max_body=max_body, default_model=default_model
+    )
+
+    def breakers() -> Iterable[tuple[tuple[str, ...], float]]:
+        if state.client is None:
+            return []
+        status = state.client.router.status()["breakers"]
+        return [((route,), 1.0 if b["state"] == "open" else 0.0) for route, b in status.items()]
+
+    metrics.registry.gauge(
+        "dsollama_route_breaker_open",
+        "1 while a route's breaker keeps calls off it, else 0.",
+        ("route",),
+        collect=breakers,
+    )
+    metrics.registry.gauge(
+        "dsollama_build_info",
+        "dsollama's version.",
+        ("version",),
+        collect=lambda: [((dsollama_version(),), 1.0)],
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = client is None
+        if client is None:
+            from .._client import AsyncClient
+
+            state.client = AsyncClient(
+                settings=settings, source="serve", sinks=[metrics.calls, *sinks]
+            )
+        else:
+            state.client = client
+            client.router.sinks.append(metrics.calls)
+        state.proxy = httpx.AsyncClient(
+            # Provisioning answers may pause for minutes (a quantize, a slow registry);
+            # the client on the other side owns that deadline, and its disconnect ends it.
+            timeout=httpx.Timeout(
+                connect=settings.connect_timeout, read=None, write=None, pool=None
+            ),
+            # Loading the CA bundle costs ~50 ms per start; only an https daemon needs it.
+            verify=any(h.startswith("https://") for h in settings.ollama_hosts),
+            trust_env=False,
+        )
+        try:
+            yield
+        finally:
+            await state.proxy.aclose()
+            if owned:
+                await state.client.aclose()
+            else:
+                with contextlib.suppress(ValueError):
+                    state.client.router.sinks.remove(metrics.calls)
+
+    middleware = [
+        Middleware(ObserveMiddleware, metrics=metrics),
+        Middleware(
+            CORSMiddleware,
+            allow_origin_regex=origin_pattern(cors_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=list(EXPOSED_HEADERS),
+        ),
+    ]
+    if token:
+        middleware.append(Middleware(AuthMiddleware, token=token))
+    else:
+        middleware.append(Middleware(HostGuard, origins=cors_origins))
+    handlers: dict[Any, Any] = {
+        ApiError: _on_error,
+        DsollamaError: _on_error,
+        404: _on_http_error,
+        405: _on_http_error,
+        Exception: _on_error,
+    }
+    app = Starlette(
+        routes=_routes(), middleware=middleware, exception_handlers=handlers, lifespan=lifespan
+    )
+    app.state.dsollama = state
+    return app

@@ -1,0 +1,340 @@
+"""Prometheus metrics for `dsollama serve`, written by hand in the text exposition format.
+
+Counters, gauges and histograms with labels, plus `CallMetrics`, a `CallSink` that turns
+every routed call into numbers (fallbacks by reason, tokens, time to first token). Hand
+written because the format is tiny and stable, and a prometheus_client dependency would
+bring a process-global registry that two apps in one test process would share.
+
+>>> registry = Registry()
+>>> hits = registry.counter("demo_hits_total", "Hits.", ("route",))
+>>> hits.inc(route="/api/chat")
+>>> print(registry.render().strip())
+# HELP demo_hits_total Hits.
+# TYPE demo_hits_total counter
+demo_hits_total{route="/api/chat"} 1
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .._types import CallRecord
+
+__all__ = [
+    "CONTENT_TYPE",
+    "LATENCY_BUCKETS",
+    "CallMetrics",
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "Registry",
+    "reason_label",
+]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Seconds: from a cached local answer (milliseconds) to a long hosted reasoning answer.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
+
+LabelKey = tuple[str, ...]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+class _Metric:
+    kind = ""
+
+    def __init__(self, name: str, help_text: str, labels: Sequence[str]) -> None:
+        self.name = name
+        self.help = help_text
+        self.label_names = tuple(labels)
+        self._lock = threading.Lock()
+
+    def _key(self, labels: dict[str, str]) -> LabelKey:
+        if set(labels) != set(self.label_names):
+            raise ValueError(f"{self.name} takes labels {self.label_names}, got {tuple(labels)}")
+        return tuple(str(labels[n]) for n in self.label_names)
+
+    def header(self) -> list[str]:
+        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+
+    def samples(self) -> list[str]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class Counter(_Metric):
+    """A monotonically increasing number per label set."""
+
+    kind = "counter"
+
+    def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
+        super().__init__(name, help_text, labels)
+        self._values: dict[LabelKey, float] = {}
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        key = self._key(labels)
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + amount
+
+    def value(self, **labels: str) -> float:
+        with self._lock:
+            return self._values.get(self._key(labels), 0.0)
+
+    def samples(self) -> list[str]:
+        with self._lock:
+            items = sorted(self._values.items())
+        return [f"{self.name}{_labels(self.label_names, k)} {_number(v)}" for k, v in items]
+
+
+class Gauge(_Metric):
+    """A number that goes up and down; or, with ``collect``, read when scraped."""
+
+    kind = "gauge"
+
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        labels: Sequence[str] = (),
+        collect: Callable[[], Iterable[tuple[LabelKey, float]]] | None = None,
+    ) -> None:
+        super().__init__(name, help_text, labels)
+        self._values: dict[LabelKey, float] = {}
+        self._collect = collect
+
+    def add(self, amount: float, **labels: str) -> None:
+        key = self._key(labels)
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + amount
+
+    def set(self, value: float, **labels: str) -> None:
+        key = self._key(labels)
+        with self._lock:
+            self._values[key] = value
+
+    def samples(self) -> list[str]:
+        if self._collect is not None:
+            items = sorted(self._collect())
+        else:
+            with self._lock:
+                items = sorted(self._values.items())
+        return [f"{self.name}{_labels(self.label_names, k)} {_number(v)}" for k, v in items]
+
+
+class Histogram(_Metric):
+    """Observations counted into cumulative buckets, with their sum and count."""
+
+    kind = "histogram"
+
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        labels: Sequence[str] = (),
+        buckets: Sequence[float] = LATENCY_BUCKETS,
+    ) -> None:
+        super().__init__(name, help_text, labels)
+        self.buckets = tuple(sorted(buckets))
+        # per label set: counts per bucket (non-cumulative; +Inf last), sum
+        self._series: dict[LabelKey, tuple[list[int], list[float]]] = {}
+
+    def observe(self, value: float, **labels: str) -> None:
+        key = self._key(labels)
+        index = bisect.bisect_left(self.buckets, value)
+        with self._lock:
+            counts, total = self._series.setdefault(key, ([0] * (len(self.buckets) + 1), [0.0]))
+            counts[index] += 1
+            total[0] += value
+
+    def count(self, **labels: str) -> int:
+        with self._lock:
+            series = self._series.get(self._key(labels))
+            return sum(series[0]) if series else 0
+
+    def samples(self) -> list[str]:
+        with self._lock:
+            items = sorted((k, (list(c), s[0])) for k, (c, s) in self._series.items())
+        lines: list[str] = []
+        for key, (counts, total) in items:
+            running = 0
+            for bound, count in zip((*self.buckets, math.inf), counts, strict=True):
+                running += count
+                le = f'le="{_number(bound)}"'
+                lines.append(f"{self.name}_bucket{_labels(self.label_names, key, le)} {running}")
+            lines.append(f"{self.name}_sum{_labels(self.label_names, key)} {_number(total)}")
+            lines.append(f"{self.name}_count{_labels(self.label_names, key)} {running}")
+        return lines
+
+
+class Registry:
+    """The metrics of one app, rendered in registration order."""
+
+    def __init__(self) -> None:
+        self._metrics: list[_Metric] = []
+
+    def _add(self, metric: _Metric) -> None:
+        if any(m.name == metric.name for m in self._metrics):
+            raise ValueError(f"metric {metric.name} is already registered")
+        self._metrics.append(metric)
+
+    def counter(self, name: str, help_text: str, labels: Sequence[str] = ()) -> Counter:
+        metric = Counter(name, help_text, labels)
+        self._add(metric)
+        return metric
+
+    def gauge(
+        self,
+        name: str,
+        help_text: str,
+        labels: Sequence[str] = (),
+        collect: Callable[[], Iterable[tuple[LabelKey, float]]] | None = None,
+    ) -> Gauge:
+        metric = Gauge(name, help_text, labels, collect)
+        self._add(metric)
+        return metric
+
+    def histogram(
+        self,
+        name: str,
+        help_text: str,
+        labels: Sequence[str] = (),
+        buckets: Sequence[float] = LATENCY_BUCKETS,
+    ) -> Histogram:
+        metric = Histogram(name, help_text, labels, buckets)
+        self._add(metric)
+        return metric
+
+    def render(self) -> str:
+        """The whole registry in the Prometheus text format (version 0.0.4)."""
+        lines: list[str] = []
+        for metric in self._metrics:
+            lines.extend(metric.header())
+            lines.extend(metric.samples())
+        return "\n".join(lines) + "\n"
+
+
+_DYNAMIC_REASONS: tuple[tuple[str, str], ...] = (
+    ("local busy", "local busy"),
+    ("prompt ~", "prompt longer than the local context"),
+    ("breaker open", "breaker open"),
+    ("total deadline", "total deadline passed"),
+    ("images cannot go", "images cannot go to the hosted route"),
+)
+# Measurements, not status codes: "(503)" and "(429)" are the reason itself.
+_NUMBERS = re.compile(r"(?<![(\d.])\d+(\.\d+)?(?![)\d.])")
+
+
+def reason_label(reason: str) -> str:
+    """A fallback reason as a low-cardinality label: numbers and details stripped.
+
+    The router's reasons carry measurements ("local busy: 3 in flight on 1 slot(s), …");
+    one label value per measurement would make a new time series per call.
+
+    >>> reason_label("local busy: 3 in flight on 1 slot(s), first token predicted in 12.0s > 10.0s")
+    'local busy'
+    >>> reason_label("local gave no first token within 0.4s, 2 keep-alive(s) and no data")
+    'local too slow to first token'
+    >>> reason_label("hosted busy (503); retry budget exhausted")
+    'hosted busy (503)'
+    >>> reason_label("local daemon unreachable")
+    'local daemon unreachable'
+    >>> reason_label("hosted stalled after 12.5s")
+    'hosted stalled after Ns'
+    """
+    text = reason.split(";", 1)[0].strip()
+    for prefix, label in _DYNAMIC_REASONS:
+        if text.startswith(prefix):
+            return label
+    if "gave no first token" in text:
+        return f"{text.split(' ', 1)[0]} too slow to first token"
+    return _NUMBERS.sub("N", text)[:80]
+
+
+class CallMetrics:
+    """Metrics fed by the router's call records (a `CallSink`: never blocks or raises)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.calls = registry.counter(
+            "dsollama_calls_total",
+            "Routed chat/generate calls by operation, route kind that served and outcome.",
+            ("operation", "served", "outcome"),
+        )
+        self.fallbacks = registry.counter(
+            "dsollama_fallbacks_total",
+            "Calls that did not stay on their first route, by reason.",
+            ("reason",),
+        )
+        self.tokens = registry.counter(
+            "dsollama_tokens_total",
+            "Tokens by direction (prompt, completion) and the route kind that served them.",
+            ("direction", "served"),
+        )
+        self.first_token = registry.histogram(
+            "dsollama_call_first_token_seconds",
+            "Time from the start of a routed call to its first token, by route kind.",
+            ("served",),
+        )
+        self.cost = registry.counter(
+            "dsollama_hosted_cost_usd_total", "Estimated hosted spend in US dollars."
+        )
+
+    def record(self, rec: CallRecord) -> None:
+        try:
+            served = rec.served_by.kind if rec.served_by is not None else "none"
+            outcome = (
+                "ok" if rec.ok else ("cancelled" if rec.error_class == "Cancelled" else "error")
+            )
+            self.calls.inc(operation=rec.operation, served=served, outcome=outcome)
+            if rec.fallback_reason:
+                self.fallbacks.inc(reason=reason_label(rec.fallback_reason))
+            if rec.prompt_tokens:
+                self.tokens.inc(rec.prompt_tokens, direction="prompt", served=served)
+            if rec.completion_tokens:
+                self.tokens.inc(rec.completion_tokens, direction="completion", served=served)
+            if rec.ok and rec.ttft_s is not None:
+                self.first_token.observe(rec.ttft_s, served=served)
+            if rec.cost_usd:
+                self.cost.inc(rec.cost_usd)
+        except Exception:  # a sink must never break a call
+            pass

@@ -1,0 +1,129 @@
+"""Provisioning routes passed through to the local daemon, byte for byte.
+
+``/api/pull``, ``/api/create``, ``/api/push``, ``/api/copy``, ``/api/delete``,
+``/api/blobs/:digest``, ``/api/show``, ``/api/ps`` and the legacy ``/api/embeddings`` have
+nothing to route: they concern the local daemon's own models. Relaying the bytes keeps
+every detail a client relies on — progress lines, status codes, error texts, the empty
+bodies of copy and delete — without re-encoding them. Only the body's framing is ours.
+
+Requests reach the first configured daemon. The caller's ``Authorization`` header (serve's
+token) is never forwarded. A client that disconnects closes the upstream request, so the
+daemon stops a pull it would otherwise finish for nobody. Blob uploads are streamed, not
+buffered, and are exempt from the JSON body limit (model weights are gigabytes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from .._wire.local import classify_local_error
+from .errors import from_exception
+from .state import ServeState, state_of
+from .streaming import Exchange, run_until_disconnect
+from .validate import read_limited
+
+__all__ = ["Proxied", "forward", "forward_blob"]
+
+# What the daemon needs to know about the request; never Authorization (serve's token).
+_REQUEST_HEADERS = ("content-type", "content-length", "accept", "user-agent")
+# Framing headers belong to each hop; the body's own headers pass.
+_RESPONSE_HEADERS = ("content-type", "content-length", "content-encoding", "location")
+
+
+class Proxied(Response):
+    """Relays one request to the daemon and its answer back, watching the client."""
+
+    def __init__(
+        self,
+        state: ServeState,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str],
+        content: bytes | None = None,
+        upload: AsyncIterator[bytes] | None = None,
+    ) -> None:
+        super().__init__()
+        self._state = state
+        self._method = method
+        self._path = path
+        self._upstream_headers = headers
+        self._content = content
+        self._upload = upload
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = Exchange(send)
+        if self._upload is not None:
+            # The upload itself reads `receive` (and notices a disconnect); watching it
+            # at the same time would steal the body's messages.
+            await self._relay(exchange)
+            return
+        await run_until_disconnect(receive, self._relay(exchange), exchange)
+
+    async def _relay(self, exchange: Exchange) -> None:
+        host = self._state.daemon_url
+        http = self._state.http
+        body = self._upload if self._upload is not None else self._content
+        request = http.build_request(
+            self._method, host + self._path, content=body, headers=self._upstream_headers
+        )
+        try:
+            response = await http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            error = from_exception(classify_local_error(exc, host=host))
+            await exchange.error(error, "ollama", {})
+            return
+        try:
+            headers = {k: v for k, v in response.headers.items() if k.lower() in _RESPONSE_HEADERS}
+            await exchange.start(response.status_code, headers)
+            try:
+                async for chunk in response.aiter_raw():
+                    await exchange.body(chunk)
+            except httpx.HTTPError as exc:
+                # Progress was already relayed: end the way the daemon ends a broken
+                # stream, with one error line (the official client raises on it).
+                broken = classify_local_error(exc, host=host)
+                line = json.dumps({"error": str(broken)}) + "\n"
+                await exchange.body(line.encode())
+            await exchange.end()
+        finally:
+            await response.aclose()
+
+
+def _forward_headers(request: Request) -> dict[str, str]:
+    return {k: v for k, v in request.headers.items() if k.lower() in _REQUEST_HEADERS}
+
+
+def _path(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+async def forward(request: Request) -> Response:
+    """Pass a request through to the first local daemon (buffered JSON body, size-limited)."""
+    state = state_of(request)
+    content = await read_limited(
+        request.stream(), state.max_body, request.headers.get("content-length")
+    )
+    return Proxied(
+        state,
+        request.method,
+        _path(request),
+        headers=_forward_headers(request),
+        content=content if content or request.method not in ("GET", "HEAD") else None,
+    )
+
+
+async def forward_blob(request: Request) -> Response:
+    """``HEAD|POST /api/blobs/:digest``: the body is streamed through, never buffered."""
+    state = state_of(request)
+    upload = request.stream() if request.method == "POST" else None
+    return Proxied(
+        state, request.method, _path(request), headers=_forward_headers(request), upload=upload
+    )

@@ -1,0 +1,97 @@
+"""Running the app under uvicorn: our own listening socket, graceful shutdown.
+
+The socket is bound before uvicorn starts so that the address is known (and printed)
+even with port 0, a port in use is reported as a one-line error, and connections made
+while the app starts up wait in the backlog instead of being refused.
+
+Shutdown (SIGTERM, Ctrl-C, or ``server.should_exit = True``): uvicorn stops accepting,
+lets running requests — streams included — finish for up to ``grace`` seconds, then
+cancels what is left (each cut stream ends with an error event saying so), and the
+app's lifespan closes the client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from .._exceptions import ConfigError
+from .info import dsollama_version
+
+__all__ = ["Server", "bind", "make_server", "url_for"]
+
+
+def bind(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: the OS picks)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not the default 0: asyncio switches Nagle off (TCP_NODELAY) only on
+    # sockets whose proto says TCP, and accepted sockets inherit it. With Nagle on, every
+    # response whose body follows its headers in a second write waits ~40 ms for an ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is already in use",
+                hint="is another dsollama serve (or Ollama) running there? pick another with --port",
+            ) from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="check --host (an address of this machine, e.g. 127.0.0.1 or 0.0.0.0)",
+        ) from None
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_for(sock: socket.socket) -> str:
+    """The base URL clients use for a listening socket."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, ending with exit status 0 after a graceful shutdown by signal.
+
+    uvicorn re-raises the signal that stopped it once it is done, so a SIGTERM'd server
+    dies of SIGTERM after shutting down cleanly; a command that finished its shutdown
+    should say so with its exit status instead.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
+
+
+def make_server(
+    app: Any,
+    *,
+    grace: int = 30,
+    log_level: str = "info",
+    access_log: bool = False,
+) -> Server:
+    """A uvicorn server for the app; run it with ``server.run(sockets=[bind(...)])``."""
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        timeout_graceful_shutdown=grace,
+        log_level=log_level,
+        access_log=access_log,
+        ws="none",
+        server_header=False,
+        headers=[("server", f"dsollama/{dsollama_version()}")],
+    )
+    return Server(config)

@@ -1,0 +1,121 @@
+"""What every handler of one app shares: the client, the settings, metrics and limits."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+
+from .errors import ApiError
+from .validate import Body, parse_json_object, read_limited
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .._client import AsyncClient
+    from .._config import Settings
+    from .observe import ServeMetrics
+
+__all__ = ["DEFAULT_MAX_BODY", "ServeState", "state_of"]
+
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+"32 MiB: a long conversation with a few photos fits; a runaway upload does not."
+
+POLICY_HEADER = "x-dsollama-policy"
+LOCAL_ONLY_HEADER = "x-dsollama-local-only"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass
+class ServeState:
+    """Shared by every request of one app; the client lives from startup to shutdown."""
+
+    settings: Settings
+    metrics: ServeMetrics
+    max_body: int = DEFAULT_MAX_BODY
+    default_model: str = "deepseek-r1:8b"
+    "The model of the /generate compatibility route when the request names none."
+    started_at: float = field(default_factory=time.time)
+    client: AsyncClient | None = None
+    proxy: httpx.AsyncClient | None = None
+    "Plain HTTP to the first local daemon, for the routes that pass through."
+
+    @property
+    def ai(self) -> AsyncClient:
+        if self.client is None:  # pragma: no cover - only before the lifespan started
+            raise ApiError(503, "dsollama serve is still starting; retry in a moment")
+        return self.client
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self.proxy is None:  # pragma: no cover - only before the lifespan started
+            raise ApiError(503, "dsollama serve is still starting; retry in a moment")
+        return self.proxy
+
+    @property
+    def daemon_url(self) -> str:
+        return self.ai.settings.ollama_hosts[0]
+
+    @property
+    def local_only(self) -> bool:
+        return self.ai.settings.policy == "local-only"
+
+    @property
+    def hosted_configured(self) -> bool:
+        """True when answers may come from the hosted API at all (key set, not local-only)."""
+        s = self.ai.settings
+        return (
+            s.hosted_api_key is not None
+            and not self.local_only
+            and (s.fallback or s.policy == "hosted-first")
+        )
+
+    async def body(self, request: Request) -> Body:
+        """The request's JSON object, read within the size limit."""
+        raw = await read_limited(
+            request.stream(), self.max_body, request.headers.get("content-length")
+        )
+        return Body(parse_json_object(raw))
+
+    def controls(self, request: Request, model: str) -> dict[str, Any]:
+        """Per-call routing controls: the server's policy, a hosted model name, headers.
+
+        A model named like a hosted model (``deepseek-flash``) asks for the hosted model:
+        it goes hosted first and falls back to its local counterpart. A request may ask
+        for ``X-Dsollama-Local-Only: true`` or ``X-Dsollama-Policy``, but never widen a
+        local-only server.
+        """
+        if self.local_only:
+            return {"local_only": True}
+        out: dict[str, Any] = {}
+        catalogue = self.ai.catalogue
+        hosted_name = (
+            model in catalogue.hosted
+            or model in catalogue.retired_hosted
+            or model == self.ai.settings.hosted_model
+        )
+        if self.hosted_configured and hosted_name:
+            out["policy"] = "hosted-first"
+        wanted = request.headers.get(POLICY_HEADER, "").strip().lower()
+        if wanted:
+            if wanted not in ("local-first", "hosted-first", "local-only"):
+                raise ApiError(
+                    400,
+                    f"invalid {POLICY_HEADER} header {wanted!r}: use local-first, hosted-first or local-only",
+                )
+            out["policy"] = wanted
+        if request.headers.get(LOCAL_ONLY_HEADER, "").strip().lower() in _TRUE:
+            out["local_only"] = True
+        if out.get("policy") == "hosted-first" and not self.hosted_configured:
+            # Nothing hosted to put first: answer locally rather than refuse.
+            out.pop("policy")
+        return out
+
+
+def state_of(request: Request) -> ServeState:
+    state = getattr(request.app.state, "dsollama", None)
+    if not isinstance(state, ServeState):  # pragma: no cover - programming error
+        raise RuntimeError("the app was not made by dsollama.serve.create_app")
+    return state

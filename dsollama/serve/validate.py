@@ -1,0 +1,182 @@
+"""Request bodies: read within the size limit, parse as a JSON object, check field types.
+
+Every problem is an `ApiError` 400 (413 for size) naming the field, what was expected and
+what came, so a client sees "invalid field 'stream': expected true or false, got \"yes\""
+rather than a stack trace or a silently ignored setting.
+
+>>> body = Body({"stream": "yes"})
+>>> body.flag("stream")
+Traceback (most recent call last):
+...
+dsollama.serve.errors.ApiError: invalid field 'stream': expected true or false, got "yes"
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .errors import ApiError
+
+__all__ = ["Body", "describe", "dumps", "parse_json_object", "read_limited"]
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes, UTF-8 (not \\u-escaped), as the servers we stand in for send."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def describe(value: Any) -> str:
+    """A short JSON rendering of a value for error messages.
+
+    >>> describe("yes"), describe(3), describe({"a": [1, 2]}), describe("x" * 100)[:12]
+    ('"yes"', '3', 'an object', '"xxxxxxxxxxx')
+    """
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+async def read_limited(
+    chunks: AsyncIterator[bytes], limit: int, declared: str | None = None
+) -> bytes:
+    """The whole body, or 413 as soon as it is known to exceed ``limit`` bytes."""
+
+    def too_large(size: int) -> ApiError:
+        return ApiError(
+            413,
+            f"request body too large: {size} bytes, the limit is {limit}; "
+            "send less (for example smaller images), or start the server with a larger --max-body",
+            code="request_too_large",
+        )
+
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise too_large(int(declared))
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise too_large(size)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, or a 400 saying what is wrong with it.
+
+    >>> parse_json_object(b'{"model": "m"}')
+    {'model': 'm'}
+    >>> parse_json_object(b"")
+    Traceback (most recent call last):
+    ...
+    dsollama.serve.errors.ApiError: missing request body: send a JSON object
+    """
+    if not raw.strip():
+        raise ApiError(400, "missing request body: send a JSON object")
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise ApiError(400, "the request body is not UTF-8 text: send a JSON object") from None
+    except ValueError as exc:
+        raise ApiError(
+            400, f"the request body is not valid JSON ({exc}): send a JSON object"
+        ) from None
+    if not isinstance(data, dict):
+        raise ApiError(400, f"the request body is {describe(data)}: send a JSON object")
+    return data
+
+
+class Body:
+    """Typed access to the fields of a JSON request body; a wrong type is a 400."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def __contains__(self, name: str) -> bool:
+        return self.data.get(name) is not None
+
+    def _bad(self, name: str, expected: str) -> ApiError:
+        return ApiError(
+            400,
+            f"invalid field '{name}': expected {expected}, got {describe(self.data[name])}",
+            param=name,
+        )
+
+    def raw(self, name: str) -> Any:
+        return self.data.get(name)
+
+    def text(self, name: str) -> str | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self._bad(name, "a string")
+        return value
+
+    def flag(self, name: str) -> bool | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            raise self._bad(name, "true or false")
+        return value
+
+    def integer(self, name: str, low: int | None = None, high: int | None = None) -> int | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise self._bad(name, "an integer")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ApiError(
+                400,
+                f"invalid field '{name}': {value} is outside {low if low is not None else '-inf'}..{high if high is not None else 'inf'}",
+                param=name,
+            )
+        return value
+
+    def number(
+        self, name: str, low: float | None = None, high: float | None = None
+    ) -> float | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self._bad(name, "a number")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ApiError(
+                400,
+                f"invalid field '{name}': {value} is outside {low}..{high}",
+                param=name,
+            )
+        return float(value)
+
+    def array(self, name: str) -> list[Any] | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise self._bad(name, "a list")
+        return value
+
+    def mapping(self, name: str) -> dict[str, Any] | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self._bad(name, "an object")
+        return value
+
+    def required_str(self, name: str, message: str) -> str:
+        value = self.text(name)
+        if not value:
+            raise ApiError(400, message, param=name)
+        return value
