@@ -323,3 +323,27 @@ async def test_generate_meets_the_same_faults_the_same_way(
     )
     assert result.outcomes == expected
     assert result.text
+
+
+async def test_a_busy_local_model_is_the_last_resort_when_hosted_fails(
+    stack: Stack, kind: str
+) -> None:
+    stack.ollama.configure(tokens_per_second=40, answer_tokens=16, thinking_tokens=0)
+    stack.deepseek.add_fault(Fault("status", status=503, times=None, path="/chat/completions"))
+    client = stack.client(kind, first_token_timeout=0.3)
+    await stack.call(
+        kind, client, "chat", "deepseek-r1:8b", USER, think=False
+    )  # learn answer times
+
+    async def occupy() -> None:
+        await stack.call(kind, client, "chat", "deepseek-r1:8b", USER, think=False)
+
+    running = asyncio.ensure_future(occupy())
+    await _until(lambda: stack.ollama.in_flight("deepseek-r1:8b") == 1)
+    await asyncio.sleep(0.05)
+    result = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER, think=False)
+    await running
+    assert result.final.served_by.kind == "local"
+    assert result.outcomes[0] == ("local", "skipped")
+    assert ("hosted", "fallback") in result.outcomes
+    assert result.outcomes[-1] == ("local", "ok")

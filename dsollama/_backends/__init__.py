@@ -17,7 +17,7 @@ from .._config import Settings
 from .._delta import Delta
 from .._types import RouteKind
 
-__all__ = ["Backend", "CallSpec", "StreamStats", "http_timeout"]
+__all__ = ["Backend", "CallSpec", "StreamStats", "http_limits", "http_timeout"]
 
 
 @dataclass
@@ -97,3 +97,13 @@ def http_timeout(settings: Settings) -> httpx.Timeout:
         write=settings.total_timeout,
         pool=settings.connect_timeout,
     )
+
+
+def http_limits() -> httpx.Limits:
+    """Connection limits for both backends: well above any real burst.
+
+    httpx's default of 100 connections would make a burst's 101st request wait inside
+    the pool — silently, and invisibly to dsollama's admission control, which assumes
+    a request it sent is at the server. (The openai client uses the same numbers.)
+    """
+    return httpx.Limits(max_connections=1000, max_keepalive_connections=100)

@@ -38,7 +38,7 @@ from .._wire.hosted import (
 )
 from .._wire.schema import validate_json_text
 from .._wire.sse import Comment, Data, Done, SSEParser
-from . import CallSpec, StreamStats, http_timeout
+from . import CallSpec, StreamStats, http_limits, http_timeout
 
 __all__ = ["HostedBackend"]
 
@@ -71,6 +71,7 @@ class HostedBackend:
             timeout=timeout,
             headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
             transport=transport,
+            limits=http_limits(),
             trust_env=False,  # never route the key through an ambient proxy setting
         )
 

@@ -21,7 +21,7 @@ from .._hosts import display_host
 from .._types import RouteKind
 from .._wire.local import LOCAL_ERRORS, classify_local_error, local_chunk_to_delta
 from .._wire.reasoning import ThinkSplitter
-from . import CallSpec, StreamStats, http_timeout
+from . import CallSpec, StreamStats, http_limits, http_timeout
 
 __all__ = ["LocalBackend"]
 
@@ -50,9 +50,11 @@ class LocalBackend:
         self._settings = settings
         self._catalogue = catalogue
         timeout = http_timeout(settings)
+        extra = {"limits": http_limits(), **dict(httpx_kwargs or {})}
         self._client = ollama.AsyncClient(
-            host=host, timeout=timeout, headers=dict(headers or {}), **dict(httpx_kwargs or {})
+            host=host, timeout=timeout, headers=dict(headers or {}), **extra
         )
+
         self._ps_cache: tuple[float, set[str]] | None = None
         self._tags_cache: tuple[float, set[str]] | None = None
         self._version: tuple[int, ...] | None = None

@@ -1,7 +1,7 @@
 """A reschedulable deadline for the task that reads a backend's stream.
 
 `asyncio.timeout()` needs Python 3.11 and a fresh `wait_for` per chunk creates a task per
-chunk; this re-arms one timer per chunk instead. When it fires it cancels the reading
+chunk; this keeps one timer and only moves a deadline per chunk. When it fires it cancels the reading
 task; the reader catches the cancellation and, seeing `fired`, turns it into a
 `BackendTimeoutError` for the phase that was running (first token, gap, total).
 """
@@ -21,13 +21,21 @@ class Watchdog:
         self._handle: asyncio.TimerHandle | None = None
         self.phase = ""
         self.seconds = 0.0
+        self._deadline = 0.0
         self.fired: str | None = None
 
     def arm(self, seconds: float, phase: str) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
+        """(Re)set the deadline to ``seconds`` from now.
+
+        Called for every chunk, so it only moves a number: the one timer is rescheduled
+        when it fires early (the deadline moved on) or when the deadline moves closer.
+        """
         self.phase, self.seconds = phase, seconds
-        self._handle = self._loop.call_later(max(seconds, 0.0), self._fire)
+        self._deadline = self._loop.time() + max(seconds, 0.0)
+        if self._handle is None or self._handle.when() > self._deadline:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._handle = self._loop.call_at(self._deadline, self._fire)
 
     def disarm(self) -> None:
         if self._handle is not None:
@@ -36,6 +44,9 @@ class Watchdog:
 
     def _fire(self) -> None:
         self._handle = None
+        if self._loop.time() < self._deadline:  # progress since: wait for the new deadline
+            self._handle = self._loop.call_at(self._deadline, self._fire)
+            return
         if self._task is not None and not self._task.done():
             self.fired = self.phase
             self._task.cancel()

@@ -51,7 +51,7 @@ from .backoff import Breaker, RetryBudget, backoff_delay
 from .deadline import Watchdog
 from .policy import Action, BreakerEffect, Decision, classify
 
-__all__ = ["CallSink", "CallSummary", "Controls", "RouteChoice", "RoutedDelta", "Router"]
+__all__ = ["CallSink", "CallSummary", "Controls", "RouteChoice", "RoutedDelta", "Router", "Skip"]
 
 log = logging.getLogger("dsollama")
 
@@ -85,6 +85,15 @@ class Controls:
     admission: Literal["budget", "latency"] = "budget"
     log: bool = True
     source: str = "library"
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Why a route is not tried for a call."""
+
+    reason: str
+    deferrable: bool = False
+    "Only slow right now (busy, cold): still worth trying if every other route fails."
 
 
 @dataclass(frozen=True)
@@ -286,16 +295,18 @@ class Router:
 
     async def skip_reason(
         self, choice: RouteChoice, spec: CallSpec, controls: Controls, *, has_alternative: bool
-    ) -> str | None:
-        """Why not to try this route at all for this call (None = try it)."""
+    ) -> Skip | None:
+        """Why not to try this route now for this call (None = try it)."""
         if choice.kind == "hosted" and spec.has_images():
-            return "images cannot go to the hosted route"
+            return Skip("images cannot go to the hosted route")
         if choice.kind != "local" or not has_alternative:
             return None
         load = self.load(choice.route, choice.model)
         await self._check_warm(choice, load)
         if load.missing:
-            return f"model not pulled on the local daemon (run `dsollama pull {choice.model}`)"
+            return Skip(
+                f"model not pulled on the local daemon (run `dsollama pull {choice.model}`)"
+            )
         predicted = load.predict_first_token()
         limit = controls.first_token_timeout
         if controls.admission == "latency" and self.hosted is not None:
@@ -303,19 +314,21 @@ class Router:
         if predicted > limit:
             snap = load.snapshot()
             if load.cold and snap.in_flight == 0:
-                return (
+                return Skip(
                     f"local model not loaded: a cold load (~{snap.load_s:.1f}s) puts the first "
-                    f"token at {predicted:.1f}s > {limit:.1f}s"
+                    f"token at {predicted:.1f}s > {limit:.1f}s",
+                    deferrable=True,
                 )
-            return (
+            return Skip(
                 f"local busy: {snap.in_flight} in flight on {snap.slots} slot(s), "
-                f"first token predicted in {predicted:.1f}s > {limit:.1f}s"
+                f"first token predicted in {predicted:.1f}s > {limit:.1f}s",
+                deferrable=True,
             )
         tokens = _estimate_prompt_tokens(spec)
         if tokens > _SMALL_PROMPT_TOKENS:
             window = await _context_window(choice, spec)
             if window is not None and tokens > window:
-                return f"prompt ~{tokens} tokens > local context {window}"
+                return Skip(f"prompt ~{tokens} tokens > local context {window}")
         return None
 
     async def _check_warm(self, choice: RouteChoice, load: LocalLoad) -> None:
@@ -480,6 +493,8 @@ class _Run:
         self.routes: list[RouteChoice] = []
         self.next_index = 0
         self.racers: list[_Racer] = []
+        self.deferred: list[RouteChoice] = []
+        "Routes skipped as busy or cold: the last resort when everything else fails."
         self.attempts: list[Attempt] = []
         self.fallback_reason: str | None = None
         self.seams: list[Seam] = []
@@ -569,7 +584,10 @@ class _Run:
             return racer, item
 
     def _alternative_after(self) -> bool:
-        return any(self.router.viable(c) for c in self.routes[self.next_index :])
+        """Is there somewhere else to go after the routes already started?"""
+        return bool(self.deferred) or any(
+            self.router.viable(c) for c in self.routes[self.next_index :]
+        )
 
     async def _start_next(self) -> bool:
         while self.next_index < len(self.routes):
@@ -577,20 +595,29 @@ class _Run:
             self.next_index += 1
             breaker = self.router.breaker(choice.route)
             # The breaker first: an open one means not even a cheap probe goes to the route.
-            reason = _breaker_reason(breaker) if breaker.snapshot().state == "open" else None
-            if reason is None:
-                reason = await self.router.skip_reason(
+            skip = Skip(_breaker_reason(breaker)) if breaker.snapshot().state == "open" else None
+            if skip is None:
+                skip = await self.router.skip_reason(
                     choice, self.spec, self.controls, has_alternative=self._alternative_after()
                 )
-            if reason is None and not breaker.allow():
-                reason = _breaker_reason(breaker)
-            if reason is not None:
+            if skip is None and not breaker.allow():
+                skip = Skip(_breaker_reason(breaker))
+            if skip is not None:
                 self._record(
-                    choice, "skipped", detail=reason, started=self.clock(), wall=time.time()
+                    choice, "skipped", detail=skip.reason, started=self.clock(), wall=time.time()
                 )
-                self._note_reason(reason)
+                self._note_reason(skip.reason)
+                if skip.deferrable:
+                    self.deferred.append(choice)
                 continue
             self._start(choice, attempt_no=1)
+            return True
+        if self.deferred and self.remaining() > 0:
+            # Every other route has failed: a busy or cold local model is slow, not broken,
+            # and slow beats no answer. No budget now: it may use the whole deadline.
+            choice = self.deferred.pop(0)
+            racer = self._start(choice, attempt_no=1)
+            racer.budget_spent = True
             return True
         return False
 
