@@ -83,6 +83,8 @@ class Settings(BaseModel):
     breaker_cooldown_max: float = Field(default=300.0, ge=0)
     local_slots: int = Field(default=1, ge=1)
     "Parallel slots per local model (the daemon's OLLAMA_NUM_PARALLEL)."
+    hosted_concurrency: int | None = Field(default=None, ge=1)
+    "Most requests to keep in flight on the hosted route (your account's concurrency limit); learned from 429 answers that state it."
     admission: Literal["budget", "latency"] = "budget"
     "budget: stay local while the predicted first token fits the budget (private, free); latency: go wherever the first token is predicted sooner."
     hedge: bool = False

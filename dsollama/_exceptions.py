@@ -315,9 +315,12 @@ class BusyError(BackendError):
         route: str | None = None,
         status_code: int | None = None,
         retry_after: float | None = None,
+        concurrency_limit: int | None = None,
     ) -> None:
         super().__init__(message, route=route, status_code=status_code)
         self.retry_after = retry_after
+        self.concurrency_limit = concurrency_limit
+        "The server's concurrency limit, when the message states it (DeepSeek's 429 does)."
 
 
 class ServerError(BackendError):

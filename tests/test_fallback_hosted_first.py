@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 import dsollama
@@ -147,3 +149,45 @@ async def test_hosted_first_without_a_key_names_the_variable(stack: Stack) -> No
     with pytest.raises(dsollama.MissingAPIKeyError) as caught:
         await client.chat("deepseek-r1:8b", USER)
     assert "DEEPSEEK_API_KEY" in caught.value.one_line()
+
+
+async def _occupy_hosted(
+    stack: Stack, kind: str, client: object, count: int
+) -> list[asyncio.Future[object]]:
+    calls = [
+        asyncio.ensure_future(stack.call(kind, client, "chat", "deepseek-r1:8b", USER, think=False))
+        for _ in range(count)
+    ]
+    deadline = asyncio.get_running_loop().time() + 5
+    while stack.deepseek.in_flight() < count:
+        assert asyncio.get_running_loop().time() < deadline, "hosted calls never started"
+        await asyncio.sleep(0.005)
+    return calls
+
+
+async def test_a_configured_hosted_concurrency_limit_keeps_extra_calls_local(
+    stack: Stack, kind: str
+) -> None:
+    stack.deepseek.configure(tokens_per_second=20, answer_tokens=20)  # hosted answers last ~1 s
+    client = stack.client(kind, policy="hosted-first", hosted_concurrency=2)
+    running = await _occupy_hosted(stack, kind, client, 2)
+    result = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER, think=False)
+    await asyncio.gather(*running)
+    assert result.outcomes == [("hosted", "skipped"), ("local", "ok")]
+    assert "concurrency limit" in (result.final.fallback_reason or "")
+    assert len(stack.deepseek.recorded("/chat/completions")) == 2  # no 429 provoked
+
+
+async def test_the_hosted_limit_is_learned_from_a_429_that_states_it(
+    stack: Stack, kind: str
+) -> None:
+    stack.deepseek.configure(tokens_per_second=20, answer_tokens=20, concurrency_limit=1)
+    client = stack.client(kind, policy="hosted-first")
+    running = await _occupy_hosted(stack, kind, client, 1)
+    provoked = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER, think=False)
+    assert provoked.final.served_by.kind == "local"
+    assert provoked.final.attempts[0].status_code == 429
+    learned = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER, think=False)
+    await asyncio.gather(*running)
+    assert learned.outcomes == [("hosted", "skipped"), ("local", "ok")]
+    assert "limit 1" in (learned.final.fallback_reason or "")

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Ewma", "LoadSnapshot", "LocalLoad", "Ticket"]
+__all__ = ["Ewma", "HostedLoad", "LoadSnapshot", "LocalLoad", "Ticket"]
 
 Clock = Callable[[], float]
 
@@ -191,3 +191,40 @@ class LocalLoad:
                 warming=self.warming,
                 missing=self.missing,
             )
+
+
+class HostedLoad:
+    """Our requests in flight on a hosted route, against its concurrency limit.
+
+    DeepSeek limits concurrent requests per account and answers 429 at once above the
+    limit — which shrinks with a low balance. Knowing the limit (configured, or read from
+    a 429 that states it), the router keeps requests local instead of provoking 429s.
+    """
+
+    def __init__(self, *, limit: int | None = None) -> None:
+        self.configured = limit
+        self.learned: int | None = None
+        self.in_flight = 0
+        self.ttft = Ewma(prior=1.0)
+        "Time to first token of recent hosted answers."
+        self._lock = threading.Lock()
+
+    @property
+    def limit(self) -> int | None:
+        return self.configured if self.configured is not None else self.learned
+
+    def learn_limit(self, limit: int) -> None:
+        with self._lock:
+            self.learned = max(limit, 1)
+
+    def start(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+
+    def finish(self) -> None:
+        with self._lock:
+            self.in_flight = max(self.in_flight - 1, 0)
+
+    def at_capacity(self) -> bool:
+        limit = self.limit
+        return limit is not None and self.in_flight >= limit

@@ -46,7 +46,7 @@ from .._exceptions import (
     redact,
 )
 from .._types import Attempt, CallRecord, HostedUsage, Seam, ServedBy
-from .admission import Ewma, LocalLoad, Ticket
+from .admission import HostedLoad, LocalLoad, Ticket
 from .backoff import Breaker, RetryBudget, backoff_delay
 from .deadline import Watchdog
 from .policy import Action, BreakerEffect, Decision, classify
@@ -170,6 +170,8 @@ class _Racer:
     stats: StreamStats = field(default_factory=StreamStats)
     ticket: Ticket | None = None
     load: LocalLoad | None = None
+    hosted: HostedLoad | None = None
+    "Set while this racer counts against its hosted route's concurrency."
     first_token_at: float | None = None
     peeked: _QueueItem | None = None
     budget_spent: bool = False
@@ -201,7 +203,7 @@ class Router:
         self._clock = clock
         self._breakers: dict[str, Breaker] = {}
         self._loads: dict[tuple[str, str], LocalLoad] = {}
-        self._hosted_ttft: dict[str, Ewma] = {}
+        self._hosted_loads: dict[str, HostedLoad] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     # -- shared state ---------------------------------------------------------------------
@@ -233,17 +235,21 @@ class Router:
             self._loads[key] = load
         return load
 
-    def hosted_ttft(self, route: str) -> Ewma:
-        estimate = self._hosted_ttft.get(route)
-        if estimate is None:
-            estimate = self._hosted_ttft[route] = Ewma(prior=1.0)
-        return estimate
+    def hosted_load(self, route: str) -> HostedLoad:
+        load = self._hosted_loads.get(route)
+        if load is None:
+            load = self._hosted_loads[route] = HostedLoad(limit=self.settings.hosted_concurrency)
+        return load
 
     def status(self) -> dict[str, Any]:
         """Breakers and local loads, for `dsollama status`, /readyz and debugging."""
         return {
             "breakers": {route: vars(b.snapshot()) for route, b in self._breakers.items()},
             "local": {f"{r} {m}": vars(load.snapshot()) for (r, m), load in self._loads.items()},
+            "hosted": {
+                route: {"in_flight": h.in_flight, "limit": h.limit, "ttft_s": h.ttft.value}
+                for route, h in self._hosted_loads.items()
+            },
         }
 
     # -- planning -------------------------------------------------------------------------
@@ -299,6 +305,13 @@ class Router:
         """Why not to try this route now for this call (None = try it)."""
         if choice.kind == "hosted" and spec.has_images():
             return Skip("images cannot go to the hosted route")
+        if choice.kind == "hosted" and has_alternative:
+            hosted = self.hosted_load(choice.route)
+            if hosted.at_capacity():
+                return Skip(
+                    f"hosted at its concurrency limit ({hosted.in_flight} in flight, limit {hosted.limit})",
+                    deferrable=True,
+                )
         if choice.kind != "local" or not has_alternative:
             return None
         load = self.load(choice.route, choice.model)
@@ -310,7 +323,9 @@ class Router:
         predicted = load.predict_first_token()
         limit = controls.first_token_timeout
         if controls.admission == "latency" and self.hosted is not None:
-            limit = min(limit, self.hosted_ttft(self.hosted.route).value)
+            hosted = self.hosted_load(self.hosted.route)
+            if not hosted.at_capacity():  # a hosted route at its limit answers with 429s
+                limit = min(limit, hosted.ttft.value)
         if predicted > limit:
             snap = load.snapshot()
             if load.cold and snap.in_flight == 0:
@@ -615,7 +630,10 @@ class _Run:
         if self.deferred and self.remaining() > 0:
             # Every other route has failed: a busy or cold local model is slow, not broken,
             # and slow beats no answer. No budget now: it may use the whole deadline.
-            choice = self.deferred.pop(0)
+            # Prefer a busy local model (it queues) to a hosted route at its limit (429s).
+            local = [c for c in self.deferred if c.kind == "local"]
+            choice = local[0] if local else self.deferred[0]
+            self.deferred.remove(choice)
             racer = self._start(choice, attempt_no=1)
             racer.budget_spent = True
             return True
@@ -628,6 +646,9 @@ class _Run:
         if choice.kind == "local":
             racer.load = self.router.load(choice.route, choice.model)
             racer.ticket = racer.load.start()
+        else:
+            racer.hosted = self.router.hosted_load(choice.route)
+            racer.hosted.start()
         racer.task = asyncio.get_running_loop().create_task(self._read(racer))
         self.racers.append(racer)
         return racer
@@ -678,6 +699,7 @@ class _Run:
         self.racers.remove(racer)
         self.last_error = error
         decision = classify(error, kind=racer.choice.kind)
+        self._learn(racer, error)
         self._apply_breaker(racer, decision)
         self._finish_load(racer, ok=False)
         if decision.action is Action.RAISE:
@@ -752,6 +774,7 @@ class _Run:
         self.racers.remove(racer)
         self.last_error = error
         decision = classify(error, kind=racer.choice.kind)
+        self._learn(racer, error)
         self._apply_breaker(racer, decision)
         self._finish_load(racer, ok=False)
         self._note_reason(decision.reason, error)
@@ -927,9 +950,19 @@ class _Run:
             await self._stop(racer, "failed", error=error)
 
     def _finish_load(self, racer: _Racer, *, ok: bool, load_s: float | None = None) -> None:
+        """The racer no longer occupies its route (idempotent)."""
         if racer.load is not None and racer.ticket is not None:
             racer.load.finish(racer.ticket, ok=ok, load_s=load_s)
             racer.ticket = None
+        if racer.hosted is not None:
+            racer.hosted.finish()
+            racer.hosted = None
+
+    def _learn(self, racer: _Racer, error: BaseException) -> None:
+        """What a failure teaches about the route beyond its breaker."""
+        limit = getattr(error, "concurrency_limit", None)
+        if isinstance(limit, int) and racer.choice.kind == "hosted":
+            self.router.hosted_load(racer.choice.route).learn_limit(limit)
 
     def _apply_breaker(self, racer: _Racer, decision: Decision) -> None:
         breaker = self.router.breaker(racer.choice.route)
@@ -994,7 +1027,9 @@ class _Run:
         load_s = (final.load_duration_ns or 0) / 1e9 if final is not None else None
         self._finish_load(racer, ok=True, load_s=load_s)
         if racer.choice.kind == "hosted" and racer.first_token_at is not None:
-            self.router.hosted_ttft(racer.choice.route).add(racer.first_token_at - racer.started)
+            self.router.hosted_load(racer.choice.route).ttft.add(
+                racer.first_token_at - racer.started
+            )
         self._record_racer(racer, "ok")
         if racer in self.racers:
             self.racers.remove(racer)

@@ -13,6 +13,7 @@ import datetime as dt
 import email.utils
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ from .._exceptions import (
 
 if TYPE_CHECKING:
     from .._catalogue import Catalogue
+
+_CONCURRENCY_LIMIT = re.compile(r"concurrency limit of (\d+)")
 
 __all__ = ["classify_hosted_error", "classify_stream_error", "parse_retry_after"]
 
@@ -190,6 +193,11 @@ def classify_hosted_error(
             status_code=status,
             retry_after=parse_retry_after(headers, now=now),
         )
+        limit = _CONCURRENCY_LIMIT.search(detail)
+        if limit is not None:
+            # "... exceeds your concurrency limit of 39 ..." (ref §3.2): the router keeps
+            # its hosted requests below it instead of provoking more 429s.
+            error.concurrency_limit = int(limit.group(1))
         if "balance" in lowered:
             # 429 whose limit shrinks with the remaining balance (ref §3.2).
             error.hint = (
