@@ -55,6 +55,8 @@ class Scenario:
     answer_tokens: int = 40
     hosted_first_token_seconds: float = 0.4
     hosted_tokens_per_second: float = 50.0
+    hosted_concurrency_limit: int | None = None
+    "The hosted account's concurrency cap (DeepSeek answers 429 above it); None: no cap."
     budget: float = 2.0
     "First-token budget: dsollama's, the reactive client's, LiteLLM's stream_timeout."
     timeout: float = 10.0
@@ -301,6 +303,11 @@ def _sizes(
             str(sc.answer_tokens),
             "--thinking-tokens",
             "0",
+            *(
+                ["--concurrency-limit", str(sc.hosted_concurrency_limit)]
+                if sc.hosted_concurrency_limit is not None
+                else []
+            ),
         ) as hosted,
     ):
         _warm(ollama)
@@ -317,6 +324,8 @@ def _sizes(
 SLOW_HOSTED_FIRST_TOKEN = 1.5
 "The second scenario's hosted first token: later than one local answer takes (1.05 s)."
 SLOW_HOSTED_VARIANTS = ("wait-budget", "admission-only", "dsollama-budget", "dsollama-latency")
+CAPPED_HOSTED_LIMIT = 8
+"The third scenario's hosted concurrency cap, as DeepSeek sets per account (lower on a low balance)."
 
 
 def run(
@@ -327,12 +336,15 @@ def run(
     litellm_python: Path | None = None,
     litellm_note: str = "",
     slow_hosted_sizes: tuple[int, ...] = (8, 32),
+    capped_hosted_sizes: tuple[int, ...] = (32,),
 ) -> dict[str, Any]:
     """Every variant at every burst size; returns the numbers, the targets and the set-up.
 
     A second, smaller scenario has a hosted API slower to its first token than a local
     answer: the only case where routing by predicted first token can keep more requests
-    local than admission-only routing does.
+    local than admission-only routing does. A third caps the hosted account's concurrency
+    (429 above the cap, as DeepSeek does): nobody tells the clients the cap; dsollama
+    reads it from the first 429.
     """
     sc = Scenario() if scale == 1.0 else Scenario().scaled(scale)
     chosen = list(variants or (*BASELINES, *LITELLM, *OURS))
@@ -353,6 +365,14 @@ def run(
             "scenario": dataclasses.asdict(slow),
             "variants": picked,
             "sizes": _sizes(slow, slow_hosted_sizes, picked, None),
+        }
+    if capped_hosted_sizes:
+        capped = dataclasses.replace(sc, hosted_concurrency_limit=CAPPED_HOSTED_LIMIT)
+        picked = [v for v in SLOW_HOSTED_VARIANTS if v in chosen]
+        results["capped_hosted"] = {
+            "scenario": dataclasses.asdict(capped),
+            "variants": picked,
+            "sizes": _sizes(capped, capped_hosted_sizes, picked, None),
         }
     return results
 

@@ -137,6 +137,25 @@ def _headline(results: dict[str, Any]) -> list[str]:
                     _mark(a["met"]),
                 ]
             )
+    capped = burst.get("capped_hosted", {})
+    for n, size in capped.get("sizes", {}).items():
+        runs = size.get("runs", {})
+        ours = runs.get("dsollama-budget", {})
+        if "answered" not in ours:
+            continue
+        others = ", ".join(
+            f"{v} {runs[v]['answered']}/{n}"
+            for v in ("admission-only", "wait-budget")
+            if "answered" in runs.get(v, {})
+        )
+        limit = capped.get("scenario", {}).get("hosted_concurrency_limit")
+        rows.append(
+            [
+                f"Busy burst N={n}, hosted account capped at {limit} (429 above): every request answered",
+                f"dsollama {ours['answered']}/{n} ({others})",
+                _mark(ours["failed"] == 0),
+            ]
+        )
     dead = b.get("dead_daemon", {})
     if "added_ttft_s" in dead:
         added = dead["added_ttft_s"]
@@ -322,6 +341,20 @@ def _burst(b: dict[str, Any], png: Path | None) -> list[str]:
             "everything past the free slot hosted.",
             "",
             *_size_tables(slow.get("sizes", {}), "####"),
+        ]
+    capped = b.get("capped_hosted")
+    if capped:
+        lines += [
+            "### When the hosted account has a concurrency cap",
+            "",
+            f"The same burst against a hosted API that accepts at most "
+            f"{capped['scenario']['hosted_concurrency_limit']} requests at once and answers "
+            "429 above that, stating its limit — as DeepSeek does per account (and lower when "
+            "the balance is low). No client is told the cap. dsollama reads it from the first "
+            "429 and from then on keeps calls local instead of provoking more; the other "
+            "clients keep sending.",
+            "",
+            *_size_tables(capped.get("sizes", {}), "####"),
         ]
     if png is not None:
         lines += [

@@ -48,7 +48,7 @@ MODES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "quick": {
         "overhead": {"calls": 60, "paced_calls": 6},
-        "busy_burst": {"sizes": (8, 32), "slow_hosted_sizes": (8,)},
+        "busy_burst": {"sizes": (8, 32), "slow_hosted_sizes": (8,), "capped_hosted_sizes": (16,)},
         "dead_daemon": {"calls": 20},
         "startup": {"repeat": 7},
         "serve": {"seconds": 2.0},
@@ -62,6 +62,7 @@ MODES: dict[str, dict[str, dict[str, Any]]] = {
             "scale": 0.25,
             "variants": ("official", "wait-budget", "admission-only", "dsollama-budget"),
             "slow_hosted_sizes": (),
+            "capped_hosted_sizes": (),
         },
         "dead_daemon": {"calls": 3},
         "startup": {"repeat": 1},

@@ -191,3 +191,19 @@ async def test_the_hosted_limit_is_learned_from_a_429_that_states_it(
     await asyncio.gather(*running)
     assert learned.outcomes == [("hosted", "skipped"), ("local", "ok")]
     assert "limit 1" in (learned.final.fallback_reason or "")
+
+
+async def test_retries_after_a_stated_limit_wait_for_a_slot_instead_of_another_429(
+    stack: Stack, kind: str
+) -> None:
+    stack.deepseek.configure(tokens_per_second=40, answer_tokens=12, concurrency_limit=1)
+    client = stack.client(kind, policy="hosted-first", first_token_timeout=5.0, local_only=None)
+    stack.ollama.refuse_connections()  # nowhere else to go: the hosted queue is the answer
+    running = await _occupy_hosted(stack, kind, client, 1)
+    queued = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER, think=False)
+    await asyncio.gather(*running)
+    assert queued.final.served_by.kind == "hosted"
+    assert [a.status_code for a in queued.final.attempts if a.kind == "hosted"] == [429, None]
+    assert queued.outcomes[-1] == ("hosted", "ok")
+    statuses = [r.path for r in stack.deepseek.recorded("/chat/completions")]
+    assert len(statuses) == 3  # the running call, one 429, one retry that waited its turn

@@ -1,34 +1,44 @@
-"""Predict a local request's time to first token before sending it.
+"""Predict a request's time to first token on a route before sending it.
 
-Ollama serves ``slots`` requests per loaded model and makes the rest wait *silently*
-(reference §4.3–4.4): busy shows up as latency, not as an error. So instead of waiting a
-first-token budget out, dsollama keeps, per local (host, model), what *this process* has
-in flight and how long recent answers took, and simulates the daemon's queue:
+Both routes are queues. Ollama serves ``slots`` requests per loaded model and makes the
+rest wait *silently* (reference §4.3–4.4): busy shows up as latency, not as an error.
+DeepSeek accepts a fixed number of concurrent requests per account and answers 429 at
+once above it (lower when the balance is low). So for each route (a local (host, model),
+or a hosted endpoint) dsollama keeps what *this process* has in flight there and how long
+recent answers took, and simulates the queue:
 
 - a request that has produced its first token holds a slot until it is done;
 - of the requests still waiting, the first ``slots - running`` are being prompt-processed
   (they hold a slot too); the rest queue FIFO;
 - each slot frees after its holder's remaining time; a queued request then takes a full
-  service time (prompt + generation).
+  service time (first token + generation).
 
-The new request's predicted first token = when a slot frees for it + prompt time (+ a load
-time when `/api/ps` says the model is cold). Estimates are EWMAs of observed answers,
-seeded with priors until the first answers arrive. What this process cannot see (other
-programs on the same daemon) is left to the first-token budget, the backstop.
+A new request's predicted first token = when a slot frees for it + its time to first
+token (+ a load time when `/api/ps` says a local model is cold). Estimates are EWMAs of
+observed answers, seeded with priors until answers arrive. What this process cannot see
+(other programs using the same daemon or account) is left to the first-token budget.
+
+For a hosted route with a known concurrency limit, `HostedLoad` also gates sending:
+requests beyond the limit wait here, FIFO, instead of provoking 429s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Ewma", "HostedLoad", "LoadSnapshot", "LocalLoad", "Ticket"]
+__all__ = ["Ewma", "HostedLoad", "LoadSnapshot", "RouteLoad", "Ticket"]
 
 Clock = Callable[[], float]
+
+UNBOUNDED = 1_000_000
+"Slots of a route whose limit is unknown: effectively no queue."
 
 
 class Ewma:
@@ -71,8 +81,8 @@ class LoadSnapshot:
     missing: bool = False
 
 
-class LocalLoad:
-    """In-flight requests and latency estimates for one local (host, model)."""
+class RouteLoad:
+    """In-flight requests and latency estimates for one route (see the module docstring)."""
 
     def __init__(
         self,
@@ -96,7 +106,7 @@ class LocalLoad:
         self.cold = False
         "Set when /api/ps says the model is not loaded; cleared by the next answer."
         self.last_answer_at: float | None = None
-        "When this process last got an answer from the model (it was loaded then)."
+        "When this process last got an answer from the route (a local model was loaded then)."
         self.warming = False
         "A background load of the model is under way."
         self.missing = False
@@ -151,8 +161,9 @@ class LocalLoad:
 
     # -- prediction -------------------------------------------------------------------
 
-    def predict_first_token(self) -> float:
-        """Seconds until a request sent now would get its first token (our best estimate)."""
+    def predict_first_token(self, ticket: Ticket | None = None) -> float:
+        """Seconds until a request gets its first token: a new one sent now, or (given its
+        ticket) one already waiting."""
         with self._lock:
             now = self._clock()
             prompt, generation = self.prompt.value, self.generation.value
@@ -165,15 +176,25 @@ class LocalLoad:
                 slot_free.append(max(generation - (now - t.first_token_at), 0.0))
             in_prompt = max(self.slots - len(slot_free), 0)
             for t in waiting[:in_prompt]:
+                if t is ticket:  # already being served: only its remaining prompt time
+                    return max(prompt - (now - t.started), 0.0) + self._cold_extra()
                 slot_free.append(max(prompt - (now - t.started), 0.0) + generation)
-            queued = waiting[in_prompt:]
-            slot_free += [0.0] * (self.slots - len(slot_free))
+            if len(slot_free) < self.slots:
+                slot_free += [0.0] * min(self.slots - len(slot_free), len(waiting) + 1)
             heapq.heapify(slot_free)
             service = prompt + generation
-            for _ in queued:
-                heapq.heappush(slot_free, heapq.heappop(slot_free) + service)
-            wait = heapq.heappop(slot_free) if slot_free else 0.0
-            return wait + prompt + (self.load.value if self.cold else 0.0)
+            for t in waiting[in_prompt:]:
+                if t is ticket:
+                    return self._slot_wait(slot_free) + prompt + self._cold_extra()
+                heapq.heappush(slot_free, self._slot_wait(slot_free) + service)
+            return self._slot_wait(slot_free) + prompt + self._cold_extra()
+
+    @staticmethod
+    def _slot_wait(slot_free: list[float]) -> float:
+        return heapq.heappop(slot_free) if slot_free else 0.0
+
+    def _cold_extra(self) -> float:
+        return self.load.value if self.cold else 0.0
 
     def snapshot(self) -> LoadSnapshot:
         with self._lock:
@@ -193,38 +214,61 @@ class LocalLoad:
             )
 
 
-class HostedLoad:
-    """Our requests in flight on a hosted route, against its concurrency limit.
+class HostedLoad(RouteLoad):
+    """A hosted route: unbounded until its concurrency limit is known, then a FIFO gate.
 
-    DeepSeek limits concurrent requests per account and answers 429 at once above the
-    limit — which shrinks with a low balance. Knowing the limit (configured, or read from
-    a 429 that states it), the router keeps requests local instead of provoking 429s.
+    The limit comes from ``hosted_concurrency`` or from a 429 that states it. Requests
+    beyond it wait here for a slot instead of being sent to earn another 429.
     """
 
-    def __init__(self, *, limit: int | None = None) -> None:
+    def __init__(self, *, limit: int | None = None, clock: Clock = time.monotonic) -> None:
+        super().__init__(
+            slots=limit or UNBOUNDED, prompt_prior=1.0, generation_prior=2.0, clock=clock
+        )
         self.configured = limit
         self.learned: int | None = None
-        self.in_flight = 0
-        self.ttft = Ewma(prior=1.0)
-        "Time to first token of recent hosted answers."
-        self._lock = threading.Lock()
+        self.sent = 0
+        "Requests sent and not yet finished (they hold one of the account's slots)."
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
     def limit(self) -> int | None:
         return self.configured if self.configured is not None else self.learned
 
     def learn_limit(self, limit: int) -> None:
-        with self._lock:
-            self.learned = max(limit, 1)
-
-    def start(self) -> None:
-        with self._lock:
-            self.in_flight += 1
-
-    def finish(self) -> None:
-        with self._lock:
-            self.in_flight = max(self.in_flight - 1, 0)
+        self.learned = max(limit, 1)
+        if self.configured is None:
+            self.slots = self.learned
 
     def at_capacity(self) -> bool:
         limit = self.limit
-        return limit is not None and self.in_flight >= limit
+        return limit is not None and self.sent >= limit
+
+    async def acquire(self) -> None:
+        """Wait (FIFO) until sending would stay within the limit, then take a slot."""
+        if not self.at_capacity() and not self._waiters:
+            self.sent += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # the slot is handed over with the wake-up (see _wake)
+        except BaseException:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            elif waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot just as we left: give it back
+            raise
+
+    def release(self) -> None:
+        self.sent = max(self.sent - 1, 0)
+        self._wake()
+
+    def _wake(self) -> None:
+        # Count the slot for the waiter as it is woken, so nobody arriving in between can
+        # take it and push the account over its limit.
+        while self._waiters and not self.at_capacity():
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.sent += 1
+                waiter.set_result(None)

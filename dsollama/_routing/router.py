@@ -46,7 +46,7 @@ from .._exceptions import (
     redact,
 )
 from .._types import Attempt, CallRecord, HostedUsage, Seam, ServedBy
-from .admission import HostedLoad, LocalLoad, Ticket
+from .admission import HostedLoad, RouteLoad, Ticket
 from .backoff import Breaker, RetryBudget, backoff_delay
 from .deadline import Watchdog
 from .policy import Action, BreakerEffect, Decision, classify
@@ -169,10 +169,10 @@ class _Racer:
     task: asyncio.Task[None] | None = None
     stats: StreamStats = field(default_factory=StreamStats)
     ticket: Ticket | None = None
-    load: LocalLoad | None = None
-    hosted: HostedLoad | None = None
-    "Set while this racer counts against its hosted route's concurrency."
+    load: RouteLoad | None = None
     first_token_at: float | None = None
+    predicted: float | None = None
+    "Predicted seconds to the first token when the racer started."
     peeked: _QueueItem | None = None
     budget_spent: bool = False
     "True once this racer's first-token budget has passed (hedged, so no second deadline)."
@@ -202,7 +202,7 @@ class Router:
         self.budget = budget or shared_budget(settings)
         self._clock = clock
         self._breakers: dict[str, Breaker] = {}
-        self._loads: dict[tuple[str, str], LocalLoad] = {}
+        self._loads: dict[tuple[str, str], RouteLoad] = {}
         self._hosted_loads: dict[str, HostedLoad] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -221,12 +221,12 @@ class Router:
             self._breakers[route] = breaker
         return breaker
 
-    def load(self, route: str, model: str) -> LocalLoad:
+    def load(self, route: str, model: str) -> RouteLoad:
         key = (route, normalise_model_name(model))
         load = self._loads.get(key)
         if load is None:
             budget = self.settings.first_token_timeout
-            load = LocalLoad(
+            load = RouteLoad(
                 slots=self.settings.local_slots,
                 prompt_prior=min(0.5, budget / 4),
                 generation_prior=budget / 2,
@@ -234,6 +234,12 @@ class Router:
             )
             self._loads[key] = load
         return load
+
+    def load_for(self, choice: RouteChoice) -> RouteLoad:
+        """The queue model of the route a choice goes to."""
+        if choice.kind == "hosted":
+            return self.hosted_load(choice.route)
+        return self.load(choice.route, choice.model)
 
     def hosted_load(self, route: str) -> HostedLoad:
         load = self._hosted_loads.get(route)
@@ -247,7 +253,7 @@ class Router:
             "breakers": {route: vars(b.snapshot()) for route, b in self._breakers.items()},
             "local": {f"{r} {m}": vars(load.snapshot()) for (r, m), load in self._loads.items()},
             "hosted": {
-                route: {"in_flight": h.in_flight, "limit": h.limit, "ttft_s": h.ttft.value}
+                route: {**vars(h.snapshot()), "limit": h.limit, "sent": h.sent}
                 for route, h in self._hosted_loads.items()
             },
         }
@@ -308,10 +314,13 @@ class Router:
         if choice.kind == "hosted" and has_alternative:
             hosted = self.hosted_load(choice.route)
             if hosted.at_capacity():
-                return Skip(
-                    f"hosted at its concurrency limit ({hosted.in_flight} in flight, limit {hosted.limit})",
-                    deferrable=True,
-                )
+                predicted = hosted.predict_first_token()
+                if predicted > controls.first_token_timeout:
+                    return Skip(
+                        f"hosted at its concurrency limit ({hosted.sent} sent, limit {hosted.limit}): "
+                        f"first token predicted in {predicted:.1f}s > {controls.first_token_timeout:.1f}s",
+                        deferrable=True,
+                    )
         if choice.kind != "local" or not has_alternative:
             return None
         load = self.load(choice.route, choice.model)
@@ -323,9 +332,8 @@ class Router:
         predicted = load.predict_first_token()
         limit = controls.first_token_timeout
         if controls.admission == "latency" and self.hosted is not None:
-            hosted = self.hosted_load(self.hosted.route)
-            if not hosted.at_capacity():  # a hosted route at its limit answers with 429s
-                limit = min(limit, hosted.ttft.value)
+            # Queueing for a hosted route at its concurrency limit is in the prediction.
+            limit = min(limit, self.hosted_load(self.hosted.route).predict_first_token())
         if predicted > limit:
             snap = load.snapshot()
             if load.cold and snap.in_flight == 0:
@@ -346,7 +354,7 @@ class Router:
                 return Skip(f"prompt ~{tokens} tokens > local context {window}")
         return None
 
-    async def _check_warm(self, choice: RouteChoice, load: LocalLoad) -> None:
+    async def _check_warm(self, choice: RouteChoice, load: RouteLoad) -> None:
         """Ask /api/ps whether an idle model is still loaded (a cold load can take minutes).
 
         Only when nothing of ours is in flight and the model has not answered recently:
@@ -630,9 +638,8 @@ class _Run:
         if self.deferred and self.remaining() > 0:
             # Every other route has failed: a busy or cold local model is slow, not broken,
             # and slow beats no answer. No budget now: it may use the whole deadline.
-            # Prefer a busy local model (it queues) to a hosted route at its limit (429s).
-            local = [c for c in self.deferred if c.kind == "local"]
-            choice = local[0] if local else self.deferred[0]
+            # The one predicted to give a first token soonest.
+            choice = min(self.deferred, key=lambda c: self.router.load_for(c).predict_first_token())
             self.deferred.remove(choice)
             racer = self._start(choice, attempt_no=1)
             racer.budget_spent = True
@@ -643,12 +650,9 @@ class _Run:
         self, choice: RouteChoice, *, attempt_no: int, continuation: tuple[str, str] | None = None
     ) -> _Racer:
         racer = _Racer(choice, attempt_no, self.clock(), time.time(), continuation=continuation)
-        if choice.kind == "local":
-            racer.load = self.router.load(choice.route, choice.model)
-            racer.ticket = racer.load.start()
-        else:
-            racer.hosted = self.router.hosted_load(choice.route)
-            racer.hosted.start()
+        racer.load = self.router.load_for(choice)
+        racer.ticket = racer.load.start()
+        racer.predicted = racer.load.predict_first_token(racer.ticket)
         racer.task = asyncio.get_running_loop().create_task(self._read(racer))
         self.racers.append(racer)
         return racer
@@ -682,17 +686,38 @@ class _Run:
         budget = self.controls.first_token_timeout
         filler = f", {racer.stats.filler} keep-alive(s) and no data" if racer.stats.filler else ""
         reason = f"{racer.choice.kind} gave no first token within {budget:g}s{filler}"
-        self._note_reason(reason)
         error = BackendTimeoutError(
             reason, phase="first_token", route=racer.choice.route, seconds=budget
         )
         if self.controls.hedge:
+            self._note_reason(reason)
             racer.budget_spent = True
             if not await self._start_next():
                 return
+        elif self._staying_is_faster(racer):
+            racer.budget_spent = True  # knowingly queued, and nothing else would be sooner
         else:
+            self._note_reason(reason)
             await self._stop(racer, "fallback", error=error)
             self._apply_breaker(racer, classify(error, kind=racer.choice.kind))
+
+    def _staying_is_faster(self, racer: _Racer) -> bool:
+        """At the budget: keep waiting on a route we knowingly queued for?
+
+        Only when the wait was predicted when the racer started (it queued behind known
+        work, e.g. at a hosted concurrency limit) and every alternative is predicted to be
+        later still. A racer predicted to be in time but late is the backstop's case:
+        something the prediction cannot see is in the way, so it moves on.
+        """
+        budget = self.controls.first_token_timeout
+        if racer.predicted is None or racer.predicted <= budget or racer.load is None:
+            return False
+        alternatives = [c for c in self.routes[self.next_index :] if self.router.viable(c)]
+        alternatives += self.deferred
+        if not alternatives:
+            return True
+        best = min(self.router.load_for(c).predict_first_token() for c in alternatives)
+        return racer.load.predict_first_token(racer.ticket) <= best
 
     async def _handle_failure(self, racer: _Racer, error: BaseException) -> None:
         """A racer failed before its first token: retry it, move on, or raise."""
@@ -705,7 +730,8 @@ class _Run:
         if decision.action is Action.RAISE:
             self._record_racer(racer, "failed", error=error)
             raise error
-        delay = self._retry_delay(racer, decision)
+        gated = getattr(error, "concurrency_limit", None) is not None
+        delay = self._retry_delay(racer, decision, gated=gated)
         self._record_racer(racer, "retry" if delay is not None else "fallback", error=error)
         self._note_reason(decision.reason, error)
         if decision.loud:
@@ -718,8 +744,14 @@ class _Run:
                 racer.choice, attempt_no=racer.attempt_no + 1, continuation=racer.continuation
             )
 
-    def _retry_delay(self, racer: _Racer, decision: Decision) -> float | None:
-        """Seconds to wait before retrying this route, or None to move on."""
+    def _retry_delay(
+        self, racer: _Racer, decision: Decision, *, gated: bool = False
+    ) -> float | None:
+        """Seconds to wait before retrying this route, or None to move on.
+
+        ``gated``: the server stated its concurrency limit, so the retry waits at the
+        client-side gate and adds no load — it does not spend the retry budget.
+        """
         if decision.action is not Action.RETRY or self.racers:
             return None  # while another racer is still running, don't retry this one
         if racer.attempt_no >= self.settings.max_attempts:
@@ -740,7 +772,7 @@ class _Run:
             and self._alternative_after()
         ):
             return None  # the server wants longer than we would wait: go elsewhere now
-        if not self.router.budget.try_spend():
+        if not gated and not self.router.budget.try_spend():
             self._note_reason(f"{decision.reason}; retry budget exhausted")
             return None
         return delay
@@ -850,9 +882,14 @@ class _Run:
         got_first = False
         saw_done = False
         stream: AsyncIterator[Delta] | None = None
+        gate = self.router.hosted_load(choice.route) if choice.kind == "hosted" else None
+        holding = False
         try:
-            stream = self._open(racer)
             watchdog.arm(self.remaining(), "total")
+            if gate is not None:
+                await gate.acquire()  # at a known concurrency limit: wait here, not for a 429
+                holding = True
+            stream = self._open(racer)
             async for delta in stream:
                 if saw_done:
                     continue
@@ -892,6 +929,8 @@ class _Run:
                 queue.put_nowait(_Failure(exc))
         finally:
             watchdog.disarm()
+            if holding and gate is not None:
+                gate.release()
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
@@ -954,9 +993,6 @@ class _Run:
         if racer.load is not None and racer.ticket is not None:
             racer.load.finish(racer.ticket, ok=ok, load_s=load_s)
             racer.ticket = None
-        if racer.hosted is not None:
-            racer.hosted.finish()
-            racer.hosted = None
 
     def _learn(self, racer: _Racer, error: BaseException) -> None:
         """What a failure teaches about the route beyond its breaker."""
@@ -1026,10 +1062,6 @@ class _Run:
         self.router.breaker(racer.choice.route).record_success()
         load_s = (final.load_duration_ns or 0) / 1e9 if final is not None else None
         self._finish_load(racer, ok=True, load_s=load_s)
-        if racer.choice.kind == "hosted" and racer.first_token_at is not None:
-            self.router.hosted_load(racer.choice.route).ttft.add(
-                racer.first_token_at - racer.started
-            )
         self._record_racer(racer, "ok")
         if racer in self.racers:
             self.racers.remove(racer)
