@@ -125,3 +125,31 @@ def test_generate_reads_the_prompt_from_stdin(doubles: tuple[FakeOllama, FakeDee
     assert result.exit_code == 0, result.output
     assert ollama.recorded("/api/generate")[0].json["prompt"] == "complete me"
     assert "served by local" in result.stderr
+
+
+def test_a_cli_call_is_in_the_request_log(
+    doubles: tuple[FakeOllama, FakeDeepSeek], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from dsollama._calllog import open_call_log
+    from dsollama._config import load_settings
+
+    ollama, deepseek = doubles
+    ollama.refuse_connections()
+    for name, value in env_for(ollama, deepseek).items():
+        monkeypatch.setenv(name, str(value))
+    chatted = CliRunner().invoke(cli, ["chat", "deepseek-r1:8b", "What is logged?"])
+    assert chatted.exit_code == 0, chatted.output
+    call_log = open_call_log(load_settings())  # the same writer the command used
+    assert call_log is not None
+    assert call_log.flush()
+    logged = CliRunner().invoke(cli, ["logs", "--json"])
+    assert logged.exit_code == 0, logged.output
+    entries = json.loads(logged.stdout)
+    entries = entries if isinstance(entries, list) else entries.get("calls", [])
+    newest = json.dumps(entries[0])
+    assert '"cli"' in newest  # made by the command line
+    assert "What is logged?" in newest
+    assert "deepseek-flash" in newest  # served hosted, after the local daemon refused
+    assert deepseek.api_key not in logged.stdout
