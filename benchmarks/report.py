@@ -201,6 +201,13 @@ def _overhead(b: dict[str, Any]) -> list[str]:
         f"every difference is client CPU — the harshest view; {b['calls']} calls per client "
         "and cell.",
         "",
+        "Why the unpaced *whole* cells cost most: for a non-streaming call the official client "
+        "asks the daemon for one JSON object, while dsollama always streams from the daemon "
+        "and assembles the answer itself — that is how it sees the first token (for the "
+        "budget) and every gap between chunks (so a stalled daemon cannot hold a "
+        "non-streaming call until the total deadline). Against a real model, whose tokens take "
+        "milliseconds each, the difference disappears (the realistic rows).",
+        "",
     ]
     for pacing, title in (("paced", "Realistic token rate"), ("unpaced", "Unpaced double")):
         rows = []

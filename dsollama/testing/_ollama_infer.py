@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ._faults import Fault
 from ._ollama_gen import Plan, embedding, make_plan, prompt_tokens
 from ._ollama_models import FakeModel, ModelName, parse_name
-from ._ollama_stream import collect, error_response, ndjson_lines, respond_stream, with_fault
+from ._ollama_stream import collect, error_response, respond_ndjson
 from ._ollama_wire import (
     ApiError,
     decode_request,
@@ -29,7 +29,6 @@ from ._ollama_wire import (
     go_quote,
     keep_alive_seconds,
     merge_options,
-    ndjson,
     rfc3339_utc_now,
 )
 from ._server import Request, Response, StreamResponse
@@ -208,14 +207,7 @@ async def _deliver(
 ) -> Response | StreamResponse:
     fake = call.fake
     if stream:
-        lines = with_fault(
-            ndjson_lines(objects, _is_done),
-            fault,
-            fake.faults,
-            error_line=lambda m: ndjson({"error": m}),
-        )
-        early = fault is not None and fault.kind == "slow_first_token"
-        return await respond_stream(lines, early_headers=early)
+        return await respond_ndjson(objects, _is_done, fault, fake.faults)
     try:
         items, complete = await collect(objects, fault, fake.faults, _is_done)
     except ApiError as exc:

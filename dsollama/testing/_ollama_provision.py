@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from ._faults import Fault
 from ._ollama_infer import json_response
 from ._ollama_models import FakeModel, Layer, ModelName, parse_name
-from ._ollama_stream import collect, error_response, ndjson_lines, respond_stream, with_fault
-from ._ollama_wire import ApiError, decode_request, go_json, go_quote, ndjson, rfc3339_local
+from ._ollama_stream import collect, error_response, respond_ndjson
+from ._ollama_wire import ApiError, decode_request, go_json, go_quote, rfc3339_local
 from ._server import Request, Response, StreamResponse
 
 if TYPE_CHECKING:
@@ -161,14 +161,7 @@ async def _progress_response(
     fake: FakeOllama, events: AsyncGenerator[Event, None], stream: bool, fault: Fault | None
 ) -> Response | StreamResponse:
     if stream:
-        lines = with_fault(
-            ndjson_lines(events, _is_success),
-            fault,
-            fake.faults,
-            error_line=lambda m: ndjson({"error": m}),
-        )
-        early = fault is not None and fault.kind == "slow_first_token"
-        return await respond_stream(lines, early_headers=early)
+        return await respond_ndjson(events, _is_success, fault, fake.faults)
     # waitForStream: the last progress value, or the first error as a status; both
     # with the bare "application/json" the handler set before rendering.
     try:

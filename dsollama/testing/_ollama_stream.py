@@ -114,6 +114,20 @@ async def with_fault(
             count += 1
 
 
+async def respond_ndjson(
+    objects: AsyncGenerator[dict[str, Any], None],
+    is_final: Callable[[dict[str, Any]], bool],
+    fault: Fault | None,
+    plan: FaultPlan,
+) -> Response | StreamResponse:
+    """A streamed NDJSON answer with the request's fault applied (chat, generate, pull, create)."""
+    lines = with_fault(
+        ndjson_lines(objects, is_final), fault, plan, error_line=lambda m: ndjson({"error": m})
+    )
+    early = fault is not None and fault.kind == "slow_first_token"
+    return await respond_stream(lines, early_headers=early)
+
+
 async def respond_stream(
     chunks: AsyncGenerator[bytes, None],
     *,
