@@ -9,7 +9,6 @@ Provisioning methods keep the official names and go to the first local daemon; t
 from __future__ import annotations
 
 import builtins
-import datetime as dt
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from os import PathLike
@@ -17,16 +16,16 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import ollama
-import pydantic
 
 from ._backends import CallSpec
 from ._backends.hosted import HostedBackend
 from ._backends.local import LocalBackend
 from ._catalogue import Catalogue, load_catalogue
 from ._config import Policy, Settings, load_settings
-from ._delta import Delta
 from ._exceptions import AllRoutesFailedError, BadRequestError, DsollamaError
-from ._routing.router import CallSink, CallSummary, Controls, RoutedDelta, Router
+from ._results import chat_response, generate_response
+from ._routing.router import Router
+from ._routing.shapes import CallSink, Controls, RoutedDelta
 from ._types import Attempt, ChatResponse, EmbedResponse, GenerateResponse, ServedBy
 from ._wire.local import LOCAL_ERRORS, classify_local_error
 
@@ -147,10 +146,6 @@ class _BaseClient:
         )
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def _options(options: Mapping[str, Any] | ollama.Options | None) -> dict[str, Any] | None:
     if options is None:
         return None
@@ -164,121 +159,6 @@ def _check_model(model: str) -> None:
         raise BadRequestError(
             "model is required", hint="pass a model name, e.g. model='deepseek-r1:8b'"
         )
-
-
-def _tool_calls(delta: Delta) -> list[ollama.Message.ToolCall] | None:
-    if not delta.tool_calls:
-        return None
-    return [
-        ollama.Message.ToolCall(
-            function=ollama.Message.ToolCall.Function(name=c.name, arguments=c.arguments)
-        )
-        for c in delta.tool_calls
-    ]
-
-
-def _final_fields(delta: Delta, served: ServedBy, summary: CallSummary) -> dict[str, Any]:
-    total_ns = delta.total_duration_ns
-    eval_ns = delta.eval_duration_ns
-    if served.kind == "hosted":
-        # Hosted answers report no durations; fill them from our own clock so code that
-        # computes tokens per second from them keeps working.
-        total_ns = int(summary.total_s * 1e9)
-        if summary.ttft_s is not None:
-            eval_ns = int(max(summary.total_s - summary.ttft_s, 0.0) * 1e9)
-    return {
-        "done_reason": delta.done_reason,
-        "total_duration": total_ns,
-        "load_duration": delta.load_duration_ns,
-        "prompt_eval_count": delta.prompt_tokens,
-        "prompt_eval_duration": delta.prompt_eval_duration_ns,
-        "eval_count": delta.completion_tokens,
-        "eval_duration": eval_ns,
-        "attempts": summary.attempts,
-        "fallback_reason": summary.fallback_reason,
-        "seams": summary.seams or None,
-        "usage": summary.usage,
-        "cost_usd": summary.cost_usd,
-        "ignored": summary.ignored or None,
-        "ttft_s": summary.ttft_s,
-        "elapsed_s": summary.total_s,
-    }
-
-
-M = TypeVar("M", bound=pydantic.BaseModel)
-
-_DEFAULTS: dict[type[pydantic.BaseModel], dict[str, Any]] = {}
-
-
-def _construct(cls: type[M], fields: dict[str, Any]) -> M:
-    """An instance of ``cls`` from trusted values, without validation.
-
-    What `model_construct` does, minus resolving every field's default on each call —
-    the bulk of the per-chunk cost when an answer streams. Only fields that have a value
-    count as set, as the server omits empty ones (so ``'thinking' in msg`` answers as it
-    does for the official client). tests/test_results.py checks the result is the same
-    as a validated instance.
-    """
-    defaults = _DEFAULTS.get(cls)
-    if defaults is None:
-        defaults = _DEFAULTS[cls] = {
-            name: field.get_default(call_default_factory=True)
-            for name, field in cls.model_fields.items()
-        }
-    given = {k: v for k, v in fields.items() if v is not None}
-    obj = cls.__new__(cls)
-    values = dict(defaults)
-    values.update(given)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(given))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
-
-
-def chat_response(routed: RoutedDelta) -> ChatResponse:
-    """The public chunk (or whole answer) for one routed delta.
-
-    Built without validation (`_construct`): every value was produced by dsollama's own
-    code with the right types, and validating each streamed chunk again would cost more
-    than the rest of the per-chunk work together.
-    """
-    delta, served = routed.delta, routed.served_by
-    message = _construct(
-        ollama.Message,
-        {
-            "role": "assistant",
-            "content": delta.content,
-            "thinking": delta.thinking or None,
-            "tool_calls": _tool_calls(delta),
-        },
-    )
-    fields: dict[str, Any] = {
-        "model": served.model,
-        "created_at": _now(),
-        "message": message,
-        "done": delta.done,
-        "served_by": served,
-    }
-    if routed.summary is not None:
-        fields.update(_final_fields(delta, served, routed.summary))
-    return _construct(ChatResponse, fields)
-
-
-def generate_response(routed: RoutedDelta) -> GenerateResponse:
-    delta, served = routed.delta, routed.served_by
-    fields: dict[str, Any] = {
-        "model": served.model,
-        "created_at": _now(),
-        "response": delta.content,
-        "thinking": delta.thinking or None,
-        "done": delta.done,
-        "served_by": served,
-    }
-    if routed.summary is not None:
-        fields.update(_final_fields(delta, served, routed.summary))
-        fields["context"] = delta.context
-    return _construct(GenerateResponse, fields)
 
 
 class AsyncClient(_BaseClient):

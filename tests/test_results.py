@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ollama
 
-from dsollama._client import chat_response, generate_response
 from dsollama._delta import Delta, ToolCall
-from dsollama._routing.router import CallSummary, RoutedDelta
+from dsollama._results import chat_response, generate_response
+from dsollama._routing.shapes import CallSummary, RoutedDelta
 from dsollama._types import Attempt, ChatResponse, GenerateResponse, ServedBy
 
 SERVED = ServedBy(

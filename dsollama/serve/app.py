@@ -35,7 +35,7 @@ from .state import DEFAULT_MAX_BODY, ServeState
 
 if TYPE_CHECKING:
     from .._client import AsyncClient
-    from .._routing.router import CallSink
+    from .._routing.shapes import CallSink
 
 __all__ = ["DEFAULT_MAX_BODY", "create_app"]
 

@@ -1,0 +1,574 @@
+"""One call's journey through the routes: start, race, retry, move on, commit, recover."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from .._backends import CallSpec
+from .._delta import Delta
+from .._exceptions import (
+    AllRoutesFailedError,
+    BackendTimeoutError,
+    IncompleteResponseError,
+    StreamInterruptedError,
+    UnsupportedRequestError,
+    redact,
+)
+from .._types import HostedUsage, Seam
+from .backoff import Breaker, backoff_delay
+from .deadline import Watchdog
+from .policy import Action, BreakerEffect, Decision, classify
+from .record import CallBook
+from .shapes import (
+    Controls,
+    Failure,
+    QueueItem,
+    Racer,
+    RouteChoice,
+    RoutedDelta,
+    Skip,
+    merge_deltas,
+)
+
+if TYPE_CHECKING:
+    from .router import Router
+
+__all__ = ["CallRun", "breaker_reason"]
+
+log = logging.getLogger("dsollama")
+
+# 401 keeps the hosted route off for the rest of the process; 402 for a long while.
+_DISABLE_SESSION_S = 10 * 365 * 24 * 3600.0
+_DISABLE_LONG_S = 3600.0
+
+
+def breaker_reason(breaker: Breaker) -> str:
+    snap = breaker.snapshot()
+    if snap.state == "half-open":
+        return f"another call is probing the route ({snap.reason})"
+    return f"breaker open for {snap.retry_in:.0f}s ({snap.reason})"
+
+
+class CallRun(CallBook):
+    """One call's journey through the routes (its records are kept by `CallBook`)."""
+
+    def __init__(self, router: Router, spec: CallSpec, controls: Controls) -> None:
+        super().__init__(router, spec, controls)
+        self.deadline = self.started + controls.total_timeout
+        self.next_index = 0
+        self.racers: list[Racer] = []
+        self.deferred: list[RouteChoice] = []
+        "Routes skipped as busy or cold: the last resort when everything else fails."
+
+    def remaining(self) -> float:
+        return self.deadline - self.clock()
+
+    # -- the whole call -------------------------------------------------------------------
+
+    async def execute(self) -> AsyncIterator[RoutedDelta]:
+        self.router.budget.record_call()
+        outcome_error: BaseException | None = None
+        delivered = False
+        final: Delta | None = None
+        answer: list[Delta] = []
+        try:
+            self.routes = self.router.plan(self.spec, self.controls)
+            if not self.routes:
+                raise AllRoutesFailedError(
+                    "no route can serve this call",
+                    hint="start Ollama, or set DEEPSEEK_API_KEY to allow the hosted route",
+                )
+            racer, item = await self._acquire()
+            while True:
+                if isinstance(item, Failure):
+                    racer, item = await self._recover(racer, item.error, answer)
+                    continue
+                delta = item
+                if self.spec.stream:
+                    self._track_delivered(delta)
+                else:
+                    answer.append(delta)
+                if delta.done:
+                    final = delta
+                    break
+                if self.spec.stream:
+                    yield RoutedDelta(delta, racer.choice.served_by())
+                item = await self._next_item(racer)
+            self._succeed(racer, final)
+            summary = self._summary()
+            out = merge_deltas(answer) if not self.spec.stream else final
+            delivered = True
+            yield RoutedDelta(out, racer.choice.served_by(), summary)
+        except BaseException as exc:
+            # A consumer that stops right after the final delta closes us at that yield:
+            # the call succeeded all the same.
+            if not (delivered and isinstance(exc, GeneratorExit)):
+                outcome_error = exc
+            raise
+        finally:
+            await self._cancel_all("cancelled")
+            self._emit_record(final, answer, outcome_error)
+
+    # -- acquiring a route that produces a first token -------------------------------------
+
+    async def _acquire(self) -> tuple[Racer, QueueItem]:
+        """Start routes until one produces its first token (or raise when none can)."""
+        while True:
+            if not self.racers and not await self._start_next():
+                raise self._exhausted()
+            if self.remaining() <= 0:
+                await self._fail_racers_on_deadline()
+                raise self._exhausted()
+            newest = self.racers[-1]
+            wait = self.remaining()
+            budget_applies = not newest.budget_spent and self._alternative_after()
+            if budget_applies:
+                wait = min(wait, newest.started + self.controls.first_token_timeout - self.clock())
+            racer, item = await self._first_item(max(wait, 0.0))
+            if racer is None:
+                if budget_applies and self.remaining() > 0:
+                    await self._budget_passed(newest)
+                continue
+            if isinstance(item, Failure):
+                await self._handle_failure(racer, item.error)
+                continue
+            assert item is not None
+            await self._won(racer)
+            return racer, item
+
+    def _alternative_after(self) -> bool:
+        """Is there somewhere else to go after the routes already started?"""
+        return bool(self.deferred) or any(
+            self.router.viable(c) for c in self.routes[self.next_index :]
+        )
+
+    async def _start_next(self) -> bool:
+        while self.next_index < len(self.routes):
+            choice = self.routes[self.next_index]
+            self.next_index += 1
+            breaker = self.router.breaker(choice.route)
+            # The breaker first: an open one means not even a cheap probe goes to the route.
+            skip = Skip(breaker_reason(breaker)) if breaker.snapshot().state == "open" else None
+            if skip is None:
+                skip = await self.router.skip_reason(
+                    choice, self.spec, self.controls, has_alternative=self._alternative_after()
+                )
+            if skip is None and not breaker.allow():
+                skip = Skip(breaker_reason(breaker))
+            if skip is not None:
+                self._record(
+                    choice, "skipped", detail=skip.reason, started=self.clock(), wall=time.time()
+                )
+                self._note_reason(skip.reason)
+                if skip.deferrable:
+                    self.deferred.append(choice)
+                continue
+            self._start(choice, attempt_no=1)
+            return True
+        if self.deferred and self.remaining() > 0:
+            # Every other route has failed: a busy or cold local model is slow, not broken,
+            # and slow beats no answer. No budget now: it may use the whole deadline.
+            # The one predicted to give a first token soonest.
+            choice = min(self.deferred, key=lambda c: self.router.load_for(c).predict_first_token())
+            self.deferred.remove(choice)
+            racer = self._start(choice, attempt_no=1)
+            racer.budget_spent = True
+            return True
+        return False
+
+    def _start(
+        self, choice: RouteChoice, *, attempt_no: int, continuation: tuple[str, str] | None = None
+    ) -> Racer:
+        racer = Racer(choice, attempt_no, self.clock(), time.time(), continuation=continuation)
+        racer.load = self.router.load_for(choice)
+        racer.ticket = racer.load.start()
+        racer.predicted = racer.load.predict_first_token(racer.ticket)
+        racer.task = asyncio.get_running_loop().create_task(self._read(racer))
+        self.racers.append(racer)
+        return racer
+
+    async def _first_item(self, timeout: float) -> tuple[Racer | None, QueueItem | None]:
+        """The first item any racer produces within ``timeout`` seconds, or (None, None).
+
+        Uses `asyncio.wait` rather than `wait_for`: on Python < 3.12, `wait_for` can swallow
+        a cancellation that lands in the same loop iteration as the item, so a cancelled
+        call would carry on to completion.
+        """
+        for racer in self.racers:
+            if racer.peeked is not None:
+                item, racer.peeked = racer.peeked, None
+                return racer, item
+        getters = {asyncio.ensure_future(r.queue.get()): r for r in self.racers}
+        try:
+            await asyncio.wait(getters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for getter in getters:
+                if not getter.done():
+                    getter.cancel()
+        completed = [g for g in getters if g.done() and not g.cancelled()]
+        if not completed:
+            return None, None
+        for other in completed[1:]:
+            getters[other].peeked = other.result()
+        return getters[completed[0]], completed[0].result()
+
+    async def _budget_passed(self, racer: Racer) -> None:
+        budget = self.controls.first_token_timeout
+        filler = f", {racer.stats.filler} keep-alive(s) and no data" if racer.stats.filler else ""
+        reason = f"{racer.choice.kind} gave no first token within {budget:g}s{filler}"
+        error = BackendTimeoutError(
+            reason, phase="first_token", route=racer.choice.route, seconds=budget
+        )
+        if self.controls.hedge:
+            self._note_reason(reason)
+            racer.budget_spent = True
+            if not await self._start_next():
+                return
+        elif self._staying_is_faster(racer):
+            racer.budget_spent = True  # knowingly queued, and nothing else would be sooner
+        else:
+            self._note_reason(reason)
+            await self._stop(racer, "fallback", error=error)
+            self._apply_breaker(racer, classify(error, kind=racer.choice.kind))
+
+    def _staying_is_faster(self, racer: Racer) -> bool:
+        """At the budget: keep waiting on a route we knowingly queued for?
+
+        Only when the wait was predicted when the racer started (it queued behind known
+        work, e.g. at a hosted concurrency limit) and every alternative is predicted to be
+        later still. A racer predicted to be in time but late is the backstop's case:
+        something the prediction cannot see is in the way, so it moves on.
+        """
+        budget = self.controls.first_token_timeout
+        if racer.predicted is None or racer.predicted <= budget or racer.load is None:
+            return False
+        alternatives = [c for c in self.routes[self.next_index :] if self.router.viable(c)]
+        alternatives += self.deferred
+        if not alternatives:
+            return True
+        best = min(self.router.load_for(c).predict_first_token() for c in alternatives)
+        return racer.load.predict_first_token(racer.ticket) <= best
+
+    async def _handle_failure(self, racer: Racer, error: BaseException) -> None:
+        """A racer failed before its first token: retry it, move on, or raise."""
+        self.racers.remove(racer)
+        self.last_error = error
+        decision = classify(error, kind=racer.choice.kind)
+        self._learn(racer, error)
+        self._apply_breaker(racer, decision)
+        self._finish_load(racer, ok=False)
+        if decision.action is Action.RAISE:
+            self._record_racer(racer, "failed", error=error)
+            raise error
+        gated = getattr(error, "concurrency_limit", None) is not None
+        delay = self._retry_delay(racer, decision, gated=gated)
+        self._record_racer(racer, "retry" if delay is not None else "fallback", error=error)
+        self._note_reason(decision.reason, error)
+        if decision.loud:
+            log.warning(
+                "dsollama: %s on %s: %s", decision.reason, racer.choice.route, redact(str(error))
+            )
+        if delay is not None:
+            await asyncio.sleep(delay)
+            self._start(
+                racer.choice, attempt_no=racer.attempt_no + 1, continuation=racer.continuation
+            )
+
+    def _retry_delay(
+        self, racer: Racer, decision: Decision, *, gated: bool = False
+    ) -> float | None:
+        """Seconds to wait before retrying this route, or None to move on.
+
+        ``gated``: the server stated its concurrency limit, so the retry waits at the
+        client-side gate and adds no load — it does not spend the retry budget.
+        """
+        if decision.action is not Action.RETRY or self.racers:
+            return None  # while another racer is still running, don't retry this one
+        if racer.attempt_no >= self.settings.max_attempts:
+            return None
+        s = self.settings
+        delay = backoff_delay(
+            racer.attempt_no,
+            base=s.backoff_base,
+            cap=s.backoff_cap,
+            retry_after=decision.retry_after,
+            retry_after_cap=s.retry_after_cap,
+        )
+        if delay >= self.remaining():
+            return None
+        if (
+            decision.retry_after is not None
+            and decision.retry_after > s.retry_after_cap
+            and self._alternative_after()
+        ):
+            return None  # the server wants longer than we would wait: go elsewhere now
+        if not gated and not self.router.budget.try_spend():
+            self._note_reason(f"{decision.reason}; retry budget exhausted")
+            return None
+        return delay
+
+    async def _won(self, racer: Racer) -> None:
+        for other in list(self.racers):
+            if other is not racer:
+                await self._stop(other, "lost-race")
+        self.racers = [racer]
+        self.winner = racer
+        if self.ttft_s is None:
+            self.ttft_s = self.clock() - self.started
+
+    # -- after the first token --------------------------------------------------------------
+
+    async def _next_item(self, racer: Racer) -> QueueItem:
+        if racer.peeked is not None:
+            item, racer.peeked = racer.peeked, None
+            return item
+        return await racer.queue.get()
+
+    async def _recover(
+        self, racer: Racer, error: BaseException, answer: list[Delta]
+    ) -> tuple[Racer, QueueItem]:
+        """The committed route failed mid-answer."""
+        if not self.spec.stream or not (self.delivered_content or self.delivered_thinking):
+            # The caller has seen nothing of this answer: start over, as before the first token.
+            answer.clear()
+            await self._handle_failure(racer, error)
+            return await self._acquire()
+        self.racers.remove(racer)
+        self.last_error = error
+        decision = classify(error, kind=racer.choice.kind)
+        self._learn(racer, error)
+        self._apply_breaker(racer, decision)
+        self._finish_load(racer, ok=False)
+        self._note_reason(decision.reason, error)
+        target = self._continuation_route()
+        if decision.action is not Action.RAISE and target is not None:
+            self._record_racer(racer, "fallback", error=error)
+            self.seams.append(
+                Seam(
+                    at_char=len(self.delivered_content),
+                    from_route=racer.choice.route,
+                    to_route=target.route,
+                    reason=decision.reason,
+                )
+            )
+            partial = (self.delivered_content, self.delivered_thinking)
+            self._start(target, attempt_no=1, continuation=partial)
+            return await self._acquire_continuation()
+        self._record_racer(racer, "failed", error=error)
+        raise StreamInterruptedError(
+            f"the answer broke after {len(self.delivered_content)} characters: {decision.reason} "
+            f"({type(error).__name__}: {redact(str(error))})",
+            partial_text=self.delivered_content,
+            partial_thinking=self.delivered_thinking,
+            attempts=self.attempts,
+            hint=None
+            if self.controls.continue_stream
+            else "pass continue_stream=True to continue broken answers on the hosted route",
+        ) from error
+
+    def _continuation_route(self) -> RouteChoice | None:
+        if not self.controls.continue_stream:
+            return None
+        for choice in self.routes:
+            if choice.kind == "hosted" and self.router.viable(choice):
+                return choice
+        return None
+
+    async def _acquire_continuation(self) -> tuple[Racer, QueueItem]:
+        racer = self.racers[-1]
+        racer.budget_spent = True  # nowhere better to go: wait up to the total deadline
+        found, item = await self._first_item(max(self.remaining(), 0.0))
+        if found is None or item is None:
+            await self._fail_racers_on_deadline()
+            raise self._exhausted()
+        if isinstance(item, Failure):
+            self.racers.remove(racer)
+            self._record_racer(racer, "failed", error=item.error)
+            raise StreamInterruptedError(
+                f"the answer broke and could not be continued: {type(item.error).__name__}: {redact(str(item.error))}",
+                partial_text=self.delivered_content,
+                partial_thinking=self.delivered_thinking,
+                attempts=self.attempts,
+            ) from item.error
+        self.winner = racer
+        return racer, item
+
+    def _track_delivered(self, delta: Delta) -> None:
+        self.delivered_content += delta.content
+        self.delivered_thinking += delta.thinking
+
+    # -- the reader task ------------------------------------------------------------------
+
+    async def _read(self, racer: Racer) -> None:
+        """Pull deltas from the backend into the racer's queue, under the watchdog.
+
+        Reads each response to its very end (nothing but a terminator follows the final
+        delta) so its connection goes back to the pool instead of being dropped.
+        """
+        watchdog = Watchdog()
+        queue = racer.queue
+        choice = racer.choice
+        gap = self.controls.gap_timeout
+        got_first = False
+        saw_done = False
+        stream: AsyncIterator[Delta] | None = None
+        gate = self.router.hosted_load(choice.route) if choice.kind == "hosted" else None
+        holding = False
+        try:
+            watchdog.arm(self.remaining(), "total")
+            if gate is not None:
+                await gate.acquire()  # at a known concurrency limit: wait here, not for a 429
+                holding = True
+            stream = self._open(racer)
+            async for delta in stream:
+                if saw_done:
+                    continue
+                if not got_first:
+                    if not delta.has_output and not delta.done:
+                        continue  # an empty chunk is not a first token
+                    got_first = True
+                    racer.first_token_at = self.clock()
+                    if racer.load is not None and racer.ticket is not None:
+                        racer.load.first_token(racer.ticket)
+                queue.put_nowait(delta)
+                saw_done = delta.done
+                remaining = self.remaining()
+                watchdog.arm(min(gap, remaining), "gap" if gap < remaining else "total")
+            if not saw_done:
+                # The backend ended without a final delta: never a success.
+                raise IncompleteResponseError(
+                    "the answer ended without its final chunk", route=choice.route
+                )
+        except asyncio.CancelledError:
+            if not watchdog.absorb():
+                raise
+            if not saw_done:  # a stall after the final delta changes nothing
+                phase = watchdog.fired or "gap"
+                queue.put_nowait(
+                    Failure(
+                        BackendTimeoutError(
+                            f"no data from {choice.route} for {watchdog.seconds:.2f}s ({phase} deadline)",
+                            phase=phase,
+                            route=choice.route,
+                            seconds=watchdog.seconds,
+                        )
+                    )
+                )
+        except Exception as exc:
+            if not saw_done:  # a failure after the final delta changes nothing
+                queue.put_nowait(Failure(exc))
+        finally:
+            watchdog.disarm()
+            if holding and gate is not None:
+                gate.release()
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    def _open(self, racer: Racer) -> AsyncIterator[Delta]:
+        choice = racer.choice
+        if racer.continuation is not None:
+            continue_stream = getattr(choice.backend, "continue_stream", None)
+            if continue_stream is None:
+                raise UnsupportedRequestError(f"{choice.route} cannot continue a broken answer")
+            content, thinking = racer.continuation
+            opened: AsyncIterator[Delta] = continue_stream(
+                self.spec,
+                model=choice.model,
+                thinking=choice.thinking,
+                stats=racer.stats,
+                partial_content=content,
+                partial_thinking=thinking,
+            )
+            return opened
+        return choice.backend.stream(
+            self.spec, model=choice.model, thinking=choice.thinking, stats=racer.stats
+        )
+
+    # -- bookkeeping --------------------------------------------------------------------
+
+    async def _stop(
+        self, racer: Racer, outcome: str, *, error: BaseException | None = None
+    ) -> None:
+        if racer in self.racers:
+            self.racers.remove(racer)
+        if racer.task is not None and not racer.task.done():
+            racer.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await racer.task
+        self._finish_load(racer, ok=False)
+        if outcome in ("lost-race", "fallback", "cancelled"):
+            self.router.breaker(racer.choice.route).release_probe()
+        self._record_racer(racer, outcome, error=error)
+
+    async def _cancel_all(self, outcome: str) -> None:
+        for racer in list(self.racers):
+            if racer is self.winner and racer.task is not None and racer.task.done():
+                self.racers.remove(racer)
+                continue
+            await self._stop(racer, outcome)
+
+    async def _fail_racers_on_deadline(self) -> None:
+        error = BackendTimeoutError(
+            f"the call's total deadline of {self.controls.total_timeout:g}s passed", phase="total"
+        )
+        self.last_error = error
+        self._note_reason("total deadline passed")
+        for racer in list(self.racers):
+            await self._stop(racer, "failed", error=error)
+
+    def _finish_load(self, racer: Racer, *, ok: bool, load_s: float | None = None) -> None:
+        """The racer no longer occupies its route (idempotent)."""
+        if racer.load is not None and racer.ticket is not None:
+            racer.load.finish(racer.ticket, ok=ok, load_s=load_s)
+            racer.ticket = None
+
+    def _learn(self, racer: Racer, error: BaseException) -> None:
+        """What a failure teaches about the route beyond its breaker."""
+        limit = getattr(error, "concurrency_limit", None)
+        if isinstance(limit, int) and racer.choice.kind == "hosted":
+            self.router.hosted_load(racer.choice.route).learn_limit(limit)
+
+    def _apply_breaker(self, racer: Racer, decision: Decision) -> None:
+        breaker = self.router.breaker(racer.choice.route)
+        effect = decision.breaker
+        if effect is BreakerEffect.FAILURE:
+            breaker.record_failure(decision.reason)
+        elif effect is BreakerEffect.OPEN:
+            breaker.record_failure(decision.reason, open_now=True)
+        elif effect is BreakerEffect.DISABLE_SESSION:
+            breaker.disable(decision.reason, _DISABLE_SESSION_S)
+        elif effect is BreakerEffect.DISABLE_LONG:
+            breaker.disable(decision.reason, _DISABLE_LONG_S)
+        else:
+            breaker.release_probe()
+
+    def _succeed(self, racer: Racer, final: Delta | None) -> None:
+        self.router.breaker(racer.choice.route).record_success()
+        load_s = (final.load_duration_ns or 0) / 1e9 if final is not None else None
+        self._finish_load(racer, ok=True, load_s=load_s)
+        self._record_racer(racer, "ok")
+        if racer in self.racers:
+            self.racers.remove(racer)
+        if final is not None and racer.choice.kind == "hosted":
+            self.usage = HostedUsage(
+                prompt_tokens=final.prompt_tokens or 0,
+                completion_tokens=final.completion_tokens or 0,
+                reasoning_tokens=final.reasoning_tokens or 0,
+                cached_tokens=final.cached_tokens or 0,
+            )
+            cost = self.router.catalogue.cost_usd(
+                racer.choice.model,
+                prompt_tokens=self.usage.prompt_tokens,
+                completion_tokens=self.usage.completion_tokens,
+                cached_tokens=self.usage.cached_tokens,
+            )
+            if cost is not None:
+                self.cost_usd += cost
+                self.cost_known = True
