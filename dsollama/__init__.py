@@ -64,6 +64,7 @@ _EXPORTS: dict[str, str] = {
     "ModelfileError": "dsollama._exceptions",
     "ProvisionError": "dsollama._exceptions",
     "PullError": "dsollama._exceptions",
+    "RedirectRefusedError": "dsollama._exceptions",
     "ServerError": "dsollama._exceptions",
     "StreamInterruptedError": "dsollama._exceptions",
     "UnknownModelError": "dsollama._exceptions",
@@ -100,6 +101,7 @@ if TYPE_CHECKING:
     from ._exceptions import ModelNotFoundError as ModelNotFoundError
     from ._exceptions import ProvisionError as ProvisionError
     from ._exceptions import PullError as PullError
+    from ._exceptions import RedirectRefusedError as RedirectRefusedError
     from ._exceptions import ServerError as ServerError
     from ._exceptions import StreamInterruptedError as StreamInterruptedError
     from ._exceptions import UnknownModelError as UnknownModelError

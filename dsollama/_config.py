@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from ._exceptions import ConfigError, InsecureEndpointError
-from ._hosts import is_loopback_url, parse_ollama_host
+from ._hosts import key_may_travel_to, normalise_base_url, parse_ollama_host
 
 __all__ = [
     "Policy",
@@ -123,8 +123,10 @@ class Settings(BaseModel):
 
     @field_validator("hosted_base_url")
     @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+    def _normalise_url(cls, value: str) -> str:
+        # Parsed strictly here, once, so that every later check and request sees the
+        # same destination (``HTTP://host`` is plain HTTP too).
+        return normalise_base_url(value)
 
     def api_key(self) -> str | None:
         """The hosted key in clear, for the one place that sends it."""
@@ -133,7 +135,7 @@ class Settings(BaseModel):
     def check_hosted_endpoint(self) -> None:
         """Refuse to send the key over plain HTTP anywhere but this machine."""
         url = self.hosted_base_url
-        if url.startswith("http://") and not is_loopback_url(url):
+        if not key_may_travel_to(url):
             raise InsecureEndpointError(url)
 
 

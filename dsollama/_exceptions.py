@@ -28,7 +28,8 @@ DsollamaError
 │   │   └── InsufficientResourceError  hosted ran out of resources mid-answer
 │   ├── BackendTimeoutError     a deadline passed (.phase: connect/first_token/gap/total)
 │   ├── IncompleteResponseError the answer ended without its terminator (.partial_text)
-│   └── UnsupportedRequestError the route cannot serve this request (images hosted, …)
+│   ├── UnsupportedRequestError the route cannot serve this request (images hosted, …)
+│   └── RedirectRefusedError    the endpoint redirected; the key is never sent on
 ├── AllRoutesFailedError        every route was tried (.attempts says what and why)
 └── StreamInterruptedError      a stream broke after text reached the caller (.partial_text)
 ```
@@ -68,6 +69,7 @@ __all__ = [
     "ModelfileError",
     "ProvisionError",
     "PullError",
+    "RedirectRefusedError",
     "ServerError",
     "StreamInterruptedError",
     "UnknownModelError",
@@ -366,6 +368,21 @@ class IncompleteResponseError(BackendError):
 
 class UnsupportedRequestError(BackendError):
     """This route cannot serve this request (for example images on the hosted route)."""
+
+
+class RedirectRefusedError(BackendError):
+    """The endpoint answered with a redirect. dsollama never follows one with a key
+    attached (it could lead to another origin, or to plain HTTP)."""
+
+    def __init__(self, status: int, location: str, *, route: str | None = None) -> None:
+        super().__init__(
+            f"the endpoint redirected ({status}) to {location or 'nowhere'}; "
+            "dsollama does not follow redirects with an API key",
+            route=route,
+            status_code=status,
+            hint="set the route's base URL to where it redirects, if you trust that address",
+        )
+        self.location = location
 
 
 class AllRoutesFailedError(DsollamaError):

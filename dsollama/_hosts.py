@@ -6,7 +6,13 @@ from __future__ import annotations
 import ipaddress
 import urllib.parse
 
-__all__ = ["display_host", "is_loopback_url", "parse_ollama_host"]
+__all__ = [
+    "display_host",
+    "is_loopback_url",
+    "key_may_travel_to",
+    "normalise_base_url",
+    "parse_ollama_host",
+]
 
 DEFAULT_OLLAMA_PORT = 11434
 
@@ -77,6 +83,74 @@ def is_loopback_url(url: str) -> bool:
         return ipaddress.ip_address(hostname).is_loopback
     except ValueError:
         return False
+
+
+def normalise_base_url(url: str) -> str:
+    """A base URL that a key may be attached to, parsed strictly and spelt one way.
+
+    Scheme and host are lower-cased (``HTTP://Host`` is plain HTTP all the same), the
+    whitespace an environment variable picks up is stripped, and a trailing slash dropped.
+    Anything that would make the destination ambiguous is refused with a `ValueError`
+    whose message never repeats the URL (it may hold a password): another scheme,
+    no host, credentials, a query or fragment, or spaces and control characters inside.
+
+    >>> normalise_base_url("  HTTPS://API.DeepSeek.com/v1/ ")
+    'https://api.deepseek.com/v1'
+    >>> normalise_base_url("http://[::1]:8000")
+    'http://[::1]:8000'
+    >>> normalise_base_url("https://user:pw@api.example.com")
+    Traceback (most recent call last):
+    ...
+    ValueError: the URL carries credentials (user:password@); put the key in its environment variable instead
+    """
+    text = url.strip()
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        raise ValueError("the URL contains spaces or control characters")
+    try:
+        split = urllib.parse.urlsplit(text)
+        port = split.port
+    except ValueError:
+        raise ValueError("the URL does not parse (check the host and port)") from None
+    scheme = split.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError("the URL must start with https:// (or http:// for this machine)")
+    if "@" in split.netloc:
+        raise ValueError(
+            "the URL carries credentials (user:password@); put the key in its environment variable instead"
+        )
+    if split.query or split.fragment or text.endswith(("?", "#")):
+        raise ValueError("the URL has a query or fragment; give the API root only")
+    hostname = (split.hostname or "").lower()
+    if not hostname:
+        raise ValueError("the URL has no host")
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    netloc = f"{host}:{port}" if port is not None else host
+    return f"{scheme}://{netloc}{split.path.rstrip('/')}"
+
+
+def key_may_travel_to(url: str) -> bool:
+    """May an API key be sent to this URL? Only over HTTPS, or plain HTTP to this machine.
+
+    Parses the URL rather than comparing prefixes, so case, whitespace and credentials
+    cannot disguise plain HTTP or the real host.
+
+    >>> key_may_travel_to("https://api.deepseek.com")
+    True
+    >>> key_may_travel_to("HTTP://api.deepseek.com")
+    False
+    >>> key_may_travel_to("http://127.0.0.1:8080/v1")
+    True
+    >>> key_may_travel_to("http://127.0.0.1@evil.example/")
+    False
+    """
+    try:
+        split = urllib.parse.urlsplit(url.strip())
+    except ValueError:
+        return False
+    scheme = split.scheme.lower()
+    if scheme == "https":
+        return True
+    return scheme == "http" and is_loopback_url(url.strip())
 
 
 def display_host(url: str) -> str:

@@ -73,6 +73,9 @@ class HostedBackend:
             transport=transport,
             limits=http_limits(),
             trust_env=False,  # never route the key through an ambient proxy setting
+            # A redirect could lead the key to another origin or to plain HTTP: a 3xx is
+            # an error (RedirectRefusedError) that names where it pointed.
+            follow_redirects=False,
         )
 
     def __repr__(self) -> str:
@@ -148,7 +151,7 @@ class HostedBackend:
         content: list[str] = []
         try:
             async with self._http.stream("POST", url, json=request.body) as response:
-                if response.status_code >= 400:
+                if response.status_code >= 300:
                     body = await response.aread()
                     raise classify_hosted_error(
                         response.status_code,
@@ -221,7 +224,7 @@ class HostedBackend:
     async def balance(self) -> Mapping[str, Any]:
         """``GET /user/balance`` (a cheap way to check the key)."""
         response = await self._http.get(self._root + "/user/balance")
-        if response.status_code >= 400:
+        if response.status_code >= 300:
             raise classify_hosted_error(
                 response.status_code,
                 response.content,

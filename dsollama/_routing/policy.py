@@ -20,6 +20,7 @@ one function makes it reviewable and testable without any I/O.
 | prompt longer than the local context      | next                | neutral          |
 | 401 key refused                           | next                | disable (session)|
 | 402 out of credit                         | next                | disable (long)   |
+| 3xx redirect (never followed with a key)  | next, loudly        | open now         |
 | hosted model name wrong or retired        | next, loudly        | neutral          |
 | other 400 / 422: the request is invalid   | raise               | neutral          |
 | anything else (a bug)                     | raise               | neutral          |
@@ -41,6 +42,7 @@ from .._exceptions import (
     HostedBalanceError,
     IncompleteResponseError,
     ModelNotFoundError,
+    RedirectRefusedError,
     ServerError,
     UnsupportedRequestError,
 )
@@ -124,6 +126,8 @@ def classify(error: BaseException, *, kind: str) -> Decision:
         return Decision(
             Action.NEXT, BreakerEffect.DISABLE_LONG, "hosted account out of credit (402)", loud=True
         )
+    if isinstance(error, RedirectRefusedError):
+        return Decision(Action.NEXT, BreakerEffect.OPEN, f"{kind} endpoint redirected", loud=True)
     if isinstance(error, ModelNotFoundError):
         return Decision(Action.NEXT, BreakerEffect.NEUTRAL, f"model not pulled on {kind} route")
     if isinstance(error, UnsupportedRequestError):

@@ -23,6 +23,7 @@ from .._exceptions import (
     BusyError,
     HostedAuthError,
     HostedBalanceError,
+    RedirectRefusedError,
     ServerError,
     redact,
 )
@@ -135,6 +136,20 @@ def _model_not_exist_hint(hosted_model: str | None, catalogue: Catalogue | None)
     return message, hint
 
 
+def _shown_location(location: str, secrets: Sequence[str]) -> str:
+    """A redirect target fit for a message: scheme, host and path only, bounded."""
+    from urllib.parse import urlsplit
+
+    try:
+        split = urlsplit(location.strip())
+        host = (split.hostname or "") + (f":{split.port}" if split.port else "")
+    except ValueError:
+        return "an unparsable address"
+    shown = f"{split.scheme}://{host}{split.path}" if split.scheme else split.path
+    shown = "".join(ch for ch in shown if ch.isprintable())[:200]
+    return redact(shown, secrets)
+
+
 def classify_hosted_error(
     status: int,
     body: bytes | str | Mapping[str, Any],
@@ -153,9 +168,12 @@ def classify_hosted_error(
     through `redact` (401 bodies echo the key's last characters, ref §1.2);
     ``secrets`` are removed too. ``now`` is needed only for a date ``Retry-After``.
     """
+    headers = headers or {}
+    if 300 <= status < 400:
+        location = next((v for k, v in headers.items() if k.lower() == "location"), "")
+        return RedirectRefusedError(status, _shown_location(location, secrets), route=route)
     detail = redact(_error_message(body), secrets)
     message = f"hosted API answered {status}: {detail}"
-    headers = headers or {}
     lowered = detail.lower()
     error: BackendError
     if status in (400, 422):
