@@ -28,6 +28,7 @@ __all__ = [
     "Price",
     "load_catalogue",
     "normalise_model_name",
+    "read_override",
 ]
 
 
@@ -148,8 +149,12 @@ class Catalogue:
 
     def hosted_for(
         self, local_name: str, overrides: Mapping[str, str] | None = None
-    ) -> tuple[str, bool]:
-        """(hosted model, thinking on?) for a local model name; custom names map by prefix."""
+    ) -> tuple[str, bool] | None:
+        """(hosted model, thinking on?) for a local model name; custom names map by prefix.
+
+        None for a name nothing connects to a hosted model (not in the catalogue, the
+        overrides or a DeepSeek family): such a prompt never leaves the machine.
+        """
         norm = normalise_model_name(local_name)
         model = self.resolve(norm)
         thinking = model.hosted_thinking if model else None
@@ -162,7 +167,7 @@ class Catalogue:
         for family in self.families:
             if norm.rsplit("/", 1)[-1].startswith(family.prefix):
                 return family.hosted, family.hosted_thinking
-        return "deepseek-flash", False
+        return None
 
     def _family_thinking(self, norm: str) -> bool:
         for family in self.families:
@@ -273,7 +278,9 @@ def _merge_by(
     return list(merged.values())
 
 
-def _read_override(path: Path) -> dict[str, Any]:
+def read_override(path: str | Path) -> dict[str, Any]:
+    """An override file (JSON, or TOML by its suffix) as a table."""
+    path = Path(path).expanduser()
     try:
         if path.suffix == ".toml":
             if sys.version_info >= (3, 11):
@@ -301,7 +308,7 @@ def load_catalogue(override_path: str | None = None) -> Catalogue:
     text = resources.files("dsollama").joinpath("data/catalogue.json").read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
     if override_path:
-        extra = _read_override(Path(override_path).expanduser())
+        extra = read_override(override_path)
         data["local"] = _merge_by("tag", data["local"], extra.get("local", []))
         data["hosted"] = _merge_by("name", data["hosted"], extra.get("hosted", []))
         data["retired_hosted"] = {**data["retired_hosted"], **extra.get("retired_hosted", {})}

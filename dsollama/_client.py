@@ -1,15 +1,15 @@
 """`AsyncClient`: a drop-in for `ollama.AsyncClient` whose calls get answered.
 
-``chat`` and ``generate`` take the official client's arguments and return its types
-(subclassed, with `served_by`, `attempts`, … added), routed by `_routing.router`.
-Provisioning methods keep the official names and go to the first local daemon; the
+``chat``, ``generate`` and ``embed`` take the official client's arguments plus dsollama's
+routing controls (`_call.RoutingOptions`) and return its types (subclassed, with
+`served_by`, `attempts`, … added), routed by `_routing.router`. Provisioning methods keep
+the official names and go to the first Ollama route's `OllamaDaemon`; the
 `provision`/`pull_events`/`create_from_modelfile` variants yield typed `ProgressEvent`s.
 """
 
 from __future__ import annotations
 
 import builtins
-import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from os import PathLike
 from types import TracebackType
@@ -17,19 +17,22 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import ollama
 
-from ._backends import CallSpec
+from ._backends import Backend, CallSpec, EmbedSpec
+from ._backends.daemon import OllamaDaemon
 from ._backends.hosted import HostedBackend
-from ._backends.local import LocalBackend
+from ._call import RoutingOptions, chat_spec, generate_spec, resolve_controls
 from ._catalogue import Catalogue, load_catalogue
-from ._config import Policy, Settings, load_settings
-from ._exceptions import AllRoutesFailedError, BadRequestError, DsollamaError
+from ._config import Settings, load_settings
+from ._exceptions import ConfigError, DsollamaError
 from ._results import chat_response, generate_response
-from ._routing.router import Router
-from ._routing.shapes import CallSink, Controls, RoutedDelta
-from ._types import Attempt, ChatResponse, EmbedResponse, GenerateResponse, ServedBy
-from ._wire.local import LOCAL_ERRORS, classify_local_error
+from ._routes import RouteConfig, resolve_routes
+from ._routing.router import Router, shared_budget
+from ._routing.shapes import CallSink, RoutedDelta
+from ._types import ChatResponse, EmbedResponse, GenerateResponse
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ._modelfile import Modelfile
     from ._provision import AsyncProvisioner, ProgressEvent
 
@@ -46,11 +49,12 @@ _HTTPX_PASSTHROUGH = {
     "transport",
     "proxy",
     "trust_env",
+    "auth",
 }
 
 
 class _BaseClient:
-    """Everything that does no I/O: settings, backends, routing controls, result shapes."""
+    """Everything that does no I/O: settings, routes and their backends, the router."""
 
     def __init__(
         self,
@@ -61,14 +65,15 @@ class _BaseClient:
         headers: Mapping[str, str] | None = None,
         settings: Settings | None = None,
         catalogue: Catalogue | None = None,
+        routes: Sequence[Mapping[str, Any] | RouteConfig] | None = None,
         sinks: Sequence[CallSink] = (),
         source: str = "library",
         hosted_transport: Any = None,
         **kwargs: Any,
     ) -> None:
         overrides = {k: v for k, v in kwargs.items() if k in Settings.model_fields}
-        httpx_kwargs = {k: v for k, v in kwargs.items() if k not in overrides}
-        unknown = set(httpx_kwargs) - _HTTPX_PASSTHROUGH
+        httpx_options = {k: v for k, v in kwargs.items() if k not in overrides}
+        unknown = set(httpx_options) - _HTTPX_PASSTHROUGH
         if unknown:
             raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
         if host is not None:
@@ -84,16 +89,28 @@ class _BaseClient:
             )
         self.settings = settings
         self.catalogue = catalogue or load_catalogue(settings.catalogue_path)
-        httpx_kwargs.setdefault("follow_redirects", follow_redirects)
-        self._local = [
-            LocalBackend(h, settings, self.catalogue, headers=headers, httpx_kwargs=httpx_kwargs)
-            for h in settings.ollama_hosts
-        ]
-        self._hosted = (
-            HostedBackend(settings, self.catalogue, transport=hosted_transport)
-            if settings.api_key()
-            else None
-        )
+        httpx_options.setdefault("follow_redirects", follow_redirects)
+        self.route_configs = resolve_routes(settings, tables=routes)
+        self.unavailable: dict[str, str] = {}
+        "Configured routes that cannot be used, and why (a key not set, say)."
+        backends: list[Backend] = []
+        for config in self.route_configs:
+            if config.api == "ollama":
+                backends.append(
+                    OllamaDaemon(
+                        config,
+                        settings,
+                        self.catalogue,
+                        headers=headers,
+                        httpx_options=httpx_options,
+                    )
+                )
+            elif config.key_env and config.key() is None:
+                self.unavailable[config.name] = f"no key: set {config.key_env}"
+            else:
+                backends.append(
+                    HostedBackend(config, settings, self.catalogue, transport=hosted_transport)
+                )
         all_sinks: list[CallSink] = list(sinks)
         if settings.log:
             from ._calllog import open_call_log
@@ -103,76 +120,66 @@ class _BaseClient:
                 all_sinks.append(call_log)
         self._source = source
         self._router = Router(
-            settings, self.catalogue, local=self._local, hosted=self._hosted, sinks=all_sinks
+            settings,
+            self.catalogue,
+            backends=backends,
+            sinks=all_sinks,
+            budget=shared_budget(settings) if settings.retry_budget_shared else None,
         )
         self._provisioner: AsyncProvisioner | None = None
 
     def __repr__(self) -> str:
-        hosted = self._hosted.endpoint if self._hosted is not None else None
-        return f"{type(self).__name__}(hosts={list(self.settings.ollama_hosts)!r}, hosted={hosted!r}, policy={self.settings.policy!r})"
+        routes = [b.route for b in self._router.backends]
+        return f"{type(self).__name__}(routes={routes!r}, policy={self.settings.policy!r})"
 
     @property
     def router(self) -> Router:
         return self._router
 
     def routes(self) -> dict[str, Any]:
-        """Breaker states and local load estimates (what the router currently believes)."""
+        """Breaker states and load estimates (what the router currently believes)."""
         return self._router.status()
 
-    def _controls(
-        self,
-        *,
-        local_only: bool | None,
-        policy: Policy | None,
-        first_token_timeout: float | None,
-        gap_timeout: float | None,
-        total_timeout: float | None,
-        continue_stream: bool | None,
-        hedge: bool | None,
-        log: bool | None,
-    ) -> Controls:
-        s = self.settings
-        return Controls(
-            policy=policy or s.policy,
-            local_only=bool(local_only),
-            first_token_timeout=first_token_timeout or s.first_token_timeout,
-            gap_timeout=gap_timeout or s.gap_timeout,
-            total_timeout=total_timeout or s.total_timeout,
-            continue_stream=s.continue_streams if continue_stream is None else continue_stream,
-            hedge=s.hedge if hedge is None else hedge,
-            admission=s.admission,
-            log=True if log is None else log,
-            source=self._source,
-        )
-
-
-def _options(options: Mapping[str, Any] | ollama.Options | None) -> dict[str, Any] | None:
-    if options is None:
-        return None
-    if isinstance(options, ollama.Options):
-        return options.model_dump(exclude_none=True)
-    return dict(options)
-
-
-def _check_model(model: str) -> None:
-    if not model:
-        raise BadRequestError(
-            "model is required", hint="pass a model name, e.g. model='deepseek-r1:8b'"
+    def daemon(self) -> OllamaDaemon:
+        """The first Ollama route's daemon: where provisioning and admin calls go."""
+        for backend in self._router.backends:
+            if isinstance(backend, OllamaDaemon):
+                return backend
+        raise ConfigError(
+            "no Ollama route is configured",
+            hint='add a [[routes]] table with preset = "ollama", or set OLLAMA_HOST',
         )
 
 
 class AsyncClient(_BaseClient):
     """Drop-in for `ollama.AsyncClient`: same `chat`/`generate`/`embed` arguments and results,
-    answered locally when the daemon can and by the hosted API when it must.
+    answered by the best route that can: your local daemon when it can, your other
+    servers or a hosted API when it must.
 
         client = dsollama.AsyncClient()
         r = await client.chat("deepseek-r1:8b", [{"role": "user", "content": "hi"}])
         async for part in await client.chat("deepseek-r1:8b", msgs, stream=True): ...
 
-    Extra per-call controls: ``local_only`` (never leave the machine), ``policy``,
-    ``first_token_timeout``, ``gap_timeout``, ``total_timeout``, ``continue_stream``,
-    ``hedge`` and ``log``.
+    Extra per-call controls (`RoutingOptions`): ``local_only``, ``policy``,
+    ``first_token_timeout``, ``gap_timeout``, ``total_timeout``, ``on_broken_stream``,
+    ``hedge``, ``fallback_models`` and ``log``.
     """
+
+    # -- the call, whole -----------------------------------------------------------------
+
+    async def call(
+        self, spec: CallSpec, routing: Mapping[str, Any] | None = None
+    ) -> ChatResponse | GenerateResponse | AsyncIterator[ChatResponse | GenerateResponse]:
+        """Route one call given whole (serve and the CLI use this; so do chat/generate)."""
+        controls = resolve_controls(self.settings, routing or {}, source=self._source)
+        build: Callable[[RoutedDelta], Any] = (
+            chat_response if spec.operation == "chat" else generate_response
+        )
+        routed = self._router.run(spec, controls)
+        if spec.stream:
+            return _stream(routed, build)
+        result: ChatResponse | GenerateResponse = await _single(routed, build)
+        return result
 
     # -- chat -----------------------------------------------------------------------------
 
@@ -190,14 +197,7 @@ class AsyncClient(_BaseClient):
         format: Literal["", "json"] | Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | ollama.Options | None = None,
         keep_alive: float | str | None = None,
-        local_only: bool | None = None,
-        policy: Policy | None = None,
-        first_token_timeout: float | None = None,
-        gap_timeout: float | None = None,
-        total_timeout: float | None = None,
-        continue_stream: bool | None = None,
-        hedge: bool | None = None,
-        log: bool | None = None,
+        **routing: Unpack[RoutingOptions],
     ) -> ChatResponse: ...
 
     @overload
@@ -214,14 +214,7 @@ class AsyncClient(_BaseClient):
         format: Literal["", "json"] | Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | ollama.Options | None = None,
         keep_alive: float | str | None = None,
-        local_only: bool | None = None,
-        policy: Policy | None = None,
-        first_token_timeout: float | None = None,
-        gap_timeout: float | None = None,
-        total_timeout: float | None = None,
-        continue_stream: bool | None = None,
-        hedge: bool | None = None,
-        log: bool | None = None,
+        **routing: Unpack[RoutingOptions],
     ) -> AsyncIterator[ChatResponse]: ...
 
     async def chat(
@@ -237,44 +230,23 @@ class AsyncClient(_BaseClient):
         format: Literal["", "json"] | Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | ollama.Options | None = None,
         keep_alive: float | str | None = None,
-        local_only: bool | None = None,
-        policy: Policy | None = None,
-        first_token_timeout: float | None = None,
-        gap_timeout: float | None = None,
-        total_timeout: float | None = None,
-        continue_stream: bool | None = None,
-        hedge: bool | None = None,
-        log: bool | None = None,
+        **routing: Unpack[RoutingOptions],
     ) -> ChatResponse | AsyncIterator[ChatResponse]:
         """Chat, as `ollama.AsyncClient.chat`; see the class docstring for the extras."""
-        _check_model(model)
-        spec = CallSpec(
-            operation="chat",
-            model=model,
+        spec = chat_spec(
+            model,
+            messages,
             stream=stream,
-            messages=list(messages or []),
-            tools=list(tools) if tools else None,
+            tools=tools,
             think=think,
-            format=format or None,
-            options=_options(options),
-            keep_alive=keep_alive,
             logprobs=logprobs,
             top_logprobs=top_logprobs,
+            format=format,
+            options=options,
+            keep_alive=keep_alive,
         )
-        controls = self._controls(
-            local_only=local_only,
-            policy=policy,
-            first_token_timeout=first_token_timeout,
-            gap_timeout=gap_timeout,
-            total_timeout=total_timeout,
-            continue_stream=continue_stream,
-            hedge=hedge,
-            log=log,
-        )
-        routed = self._router.run(spec, controls)
-        if stream:
-            return _stream(routed, chat_response)
-        return await _single(routed, chat_response)
+        result: Any = await self.call(spec, routing)
+        return result  # type: ignore[no-any-return]
 
     # -- generate -------------------------------------------------------------------------
 
@@ -297,14 +269,7 @@ class AsyncClient(_BaseClient):
         images: Sequence[str | bytes | ollama.Image] | None = None,
         options: Mapping[str, Any] | ollama.Options | None = None,
         keep_alive: float | str | None = None,
-        local_only: bool | None = None,
-        policy: Policy | None = None,
-        first_token_timeout: float | None = None,
-        gap_timeout: float | None = None,
-        total_timeout: float | None = None,
-        continue_stream: bool | None = None,
-        hedge: bool | None = None,
-        log: bool | None = None,
+        **routing: Unpack[RoutingOptions],
     ) -> GenerateResponse: ...
 
     @overload
@@ -326,14 +291,7 @@ class AsyncClient(_BaseClient):
         images: Sequence[str | bytes | ollama.Image] | None = None,
         options: Mapping[str, Any] | ollama.Options | None = None,
         keep_alive: float | str | None = None,
-        local_only: bool | None = None,
-        policy: Policy | None = None,
-        first_token_timeout: float | None = None,
-        gap_timeout: float | None = None,
-        total_timeout: float | None = None,
-        continue_stream: bool | None = None,
-        hedge: bool | None = None,
-        log: bool | None = None,
+        **routing: Unpack[RoutingOptions],
     ) -> AsyncIterator[GenerateResponse]: ...
 
     async def generate(
@@ -354,51 +312,30 @@ class AsyncClient(_BaseClient):
         images: Sequence[str | bytes | ollama.Image] | None = None,
         options: Mapping[str, Any] | ollama.Options | None = None,
         keep_alive: float | str | None = None,
-        local_only: bool | None = None,
-        policy: Policy | None = None,
-        first_token_timeout: float | None = None,
-        gap_timeout: float | None = None,
-        total_timeout: float | None = None,
-        continue_stream: bool | None = None,
-        hedge: bool | None = None,
-        log: bool | None = None,
+        **routing: Unpack[RoutingOptions],
     ) -> GenerateResponse | AsyncIterator[GenerateResponse]:
         """Generate, as `ollama.AsyncClient.generate`; ``suffix`` uses FIM on the hosted side."""
-        _check_model(model)
-        spec = CallSpec(
-            operation="generate",
-            model=model,
+        spec = generate_spec(
+            model,
+            prompt,
+            suffix,
             stream=stream,
-            prompt=prompt,
-            suffix=suffix or None,
-            system=system or None,
-            template=template or None,
+            system=system,
+            template=template,
             context=context,
-            raw=raw,
-            images=images,
             think=think,
-            format=format or None,
-            options=_options(options),
-            keep_alive=keep_alive,
             logprobs=logprobs,
             top_logprobs=top_logprobs,
+            raw=raw,
+            format=format,
+            images=images,
+            options=options,
+            keep_alive=keep_alive,
         )
-        controls = self._controls(
-            local_only=local_only,
-            policy=policy,
-            first_token_timeout=first_token_timeout,
-            gap_timeout=gap_timeout,
-            total_timeout=total_timeout,
-            continue_stream=continue_stream,
-            hedge=hedge,
-            log=log,
-        )
-        routed = self._router.run(spec, controls)
-        if stream:
-            return _stream(routed, generate_response)
-        return await _single(routed, generate_response)
+        result: Any = await self.call(spec, routing)
+        return result  # type: ignore[no-any-return]
 
-    # -- embed (local only: the hosted API has no embeddings) ------------------------------
+    # -- embed (private routes only: the hosted API has no embeddings) ---------------------
 
     async def embed(
         self,
@@ -408,123 +345,49 @@ class AsyncClient(_BaseClient):
         options: Mapping[str, Any] | ollama.Options | None = None,
         keep_alive: float | str | None = None,
         dimensions: int | None = None,
+        **routing: Unpack[RoutingOptions],
     ) -> EmbedResponse:
-        """Embeddings from the first local daemon that answers (never hosted)."""
-        _check_model(model)
-        attempts: list[Attempt] = []
-        last: BaseException | None = None
-        for backend in self._local:
-            breaker = self._router.breaker(backend.route)
-            if not breaker.allow():
-                attempts.append(
-                    Attempt(
-                        route=backend.route,
-                        kind="local",
-                        model=model,
-                        outcome="skipped",
-                        detail="breaker open",
-                    )
-                )
-                continue
-            started, wall = time.monotonic(), time.time()
-            try:
-                result = await backend.client.embed(
-                    model=model,
-                    input=input,
-                    truncate=truncate,
-                    options=_options(options),
-                    keep_alive=keep_alive,
-                    dimensions=dimensions,
-                )
-            except LOCAL_ERRORS as exc:
-                error = classify_local_error(
-                    exc, host=backend.host, model=model, route=backend.route
-                )
-                breaker.record_failure(
-                    str(error), open_now=type(error).__name__ == "DaemonUnreachableError"
-                )
-                attempts.append(
-                    Attempt(
-                        route=backend.route,
-                        kind="local",
-                        model=model,
-                        outcome="fallback",
-                        error=type(error).__name__,
-                        status_code=error.status_code,
-                        detail=str(error),
-                        started_at=wall,
-                        duration_s=time.monotonic() - started,
-                    )
-                )
-                last = error
-                if (
-                    error.status_code is not None
-                    and 400 <= error.status_code < 500
-                    and error.status_code != 404
-                ):
-                    raise error from exc
-                continue
-            breaker.record_success()
-            served = ServedBy(
-                kind="local", route=backend.route, endpoint=backend.endpoint, model=model
-            )
-            attempts.append(
-                Attempt(
-                    route=backend.route,
-                    kind="local",
-                    model=model,
-                    outcome="ok",
-                    started_at=wall,
-                    duration_s=time.monotonic() - started,
-                )
-            )
-            return EmbedResponse(
-                **result.model_dump(), served_by=served, attempts=attempts, cost_usd=0.0
-            )
-        raise AllRoutesFailedError(
-            "no local daemon could embed (the hosted API has no embeddings)",
-            attempts=attempts,
-            hint=getattr(last, "hint", None),
-            last_error=last,
+        """Embeddings from the first private route that answers (never a third party)."""
+        if not model:
+            chat_spec(model, None, stream=False)  # the one "model is required" error
+        spec = EmbedSpec(
+            model=model,
+            input=input,
+            truncate=truncate,
+            options=dict(options)
+            if isinstance(options, Mapping)
+            else (options.model_dump(exclude_none=True) if options is not None else None),
+            keep_alive=keep_alive,
+            dimensions=dimensions,
         )
+        controls = resolve_controls(self.settings, routing, source=self._source)
+        return await self._router.embed(spec, controls)
 
-    # -- provisioning (official names, first local daemon) ---------------------------------
-
-    def _first_local(self) -> LocalBackend:
-        return self._local[0]
-
-    async def _official(self, op: str, *args: Any, model: str | None = None, **kwargs: Any) -> Any:
-        backend = self._first_local()
-        method = getattr(backend.client, op)
-        try:
-            return await method(*args, **kwargs)
-        except LOCAL_ERRORS as exc:
-            raise classify_local_error(
-                exc, host=backend.host, model=model, route=backend.route
-            ) from exc
+    # -- provisioning (official names, first Ollama route) ---------------------------------
 
     async def list(self) -> ollama.ListResponse:
-        return await self._official("list")  # type: ignore[no-any-return]
+        return await self.daemon().list()
 
     async def show(self, model: str) -> ollama.ShowResponse:
-        return await self._official("show", model, model=model)  # type: ignore[no-any-return]
+        return await self.daemon().show(model)
 
     async def ps(self) -> ollama.ProcessResponse:
-        return await self._official("ps")  # type: ignore[no-any-return]
+        return await self.daemon().ps()
 
     async def delete(self, model: str) -> ollama.StatusResponse:
-        return await self._official("delete", model, model=model)  # type: ignore[no-any-return]
+        return await self.daemon().delete(model)
 
     async def copy(self, source: str, destination: str) -> ollama.StatusResponse:
-        return await self._official("copy", source, destination, model=source)  # type: ignore[no-any-return]
+        return await self.daemon().copy(source, destination)
 
     async def pull(
         self, model: str, *, insecure: bool = False, stream: bool = False
     ) -> ollama.ProgressResponse | AsyncIterator[ollama.ProgressResponse]:
         """As `ollama.AsyncClient.pull`; see `pull_events` for typed progress."""
+        daemon = self.daemon()
         if not stream:
-            return await self._official("pull", model, insecure=insecure, stream=False, model=model)  # type: ignore[no-any-return]
-        return self._official_stream("pull", model, insecure=insecure, model_name=model)
+            return await daemon.pull(model, insecure=insecure)
+        return _progress(daemon, "pull", model, insecure=insecure)
 
     async def create(
         self,
@@ -542,7 +405,7 @@ class AsyncClient(_BaseClient):
         stream: bool = False,
     ) -> ollama.ProgressResponse | AsyncIterator[ollama.ProgressResponse]:
         """As `ollama.AsyncClient.create` (structured fields); see `create_from_modelfile`."""
-        kwargs: dict[str, Any] = {
+        fields: dict[str, Any] = {
             "quantize": quantize,
             "from_": from_,
             "files": files,
@@ -553,30 +416,18 @@ class AsyncClient(_BaseClient):
             "parameters": parameters,
             "messages": messages,
         }
+        daemon = self.daemon()
         if not stream:
-            return await self._official("create", model, stream=False, model=model, **kwargs)  # type: ignore[no-any-return]
-        return self._official_stream("create", model, model_name=model, **kwargs)
-
-    async def _official_stream(
-        self, op: str, *args: Any, model_name: str, **kwargs: Any
-    ) -> AsyncIterator[ollama.ProgressResponse]:
-        backend = self._first_local()
-        try:
-            iterator = await getattr(backend.client, op)(*args, stream=True, **kwargs)
-            async for part in iterator:
-                yield part
-        except LOCAL_ERRORS as exc:
-            raise classify_local_error(
-                exc, host=backend.host, model=model_name, route=backend.route
-            ) from exc
+            return await daemon.create(model, **fields)
+        return _progress(daemon, "create", model, **fields)
 
     def provisioner(self) -> AsyncProvisioner:
-        """The provisioning engine for the first local daemon (shared by this client)."""
+        """The provisioning engine for the first Ollama route (shares its daemon)."""
         if self._provisioner is None:
             from ._provision import AsyncProvisioner
 
             self._provisioner = AsyncProvisioner(
-                self._first_local().host, settings=self.settings, catalogue=self.catalogue
+                daemon=self.daemon(), settings=self.settings, catalogue=self.catalogue
             )
         return self._provisioner
 
@@ -600,12 +451,7 @@ class AsyncClient(_BaseClient):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        for backend in self._local:
-            await backend.aclose()
-        if self._hosted is not None:
-            await self._hosted.aclose()
-        if self._provisioner is not None:
-            await self._provisioner.close()
+        await self._router.aclose()
 
     close = aclose
 
@@ -619,6 +465,17 @@ class AsyncClient(_BaseClient):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+async def _progress(
+    daemon: OllamaDaemon, op: Literal["pull", "create"], model: str, **kwargs: Any
+) -> AsyncIterator[ollama.ProgressResponse]:
+    """The official progress stream, with an error line raised as the daemon's error."""
+    try:
+        async for part in daemon.progress(op, model, **kwargs):
+            yield part
+    except ollama.ResponseError as exc:
+        raise daemon.error(exc, model=model) from exc
 
 
 async def _single(routed: AsyncIterator[RoutedDelta], build: Callable[[RoutedDelta], T]) -> T:

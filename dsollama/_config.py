@@ -13,6 +13,7 @@ platform's user config directory.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from ._exceptions import ConfigError, InsecureEndpointError
 from ._hosts import key_may_travel_to, normalise_base_url, parse_ollama_host
 
 __all__ = [
+    "ModelSettings",
     "Policy",
     "SettingSource",
     "Settings",
@@ -38,6 +40,15 @@ __all__ = [
 Policy = Literal["local-first", "hosted-first", "local-only"]
 
 APP_NAME = "dsollama"
+
+
+class ModelSettings(BaseModel):
+    """Settings of one model name (a ``[models."NAME"]`` table)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fallbacks: tuple[str, ...] = ()
+    "Models to try, in order, when no route can answer with this one."
 
 
 class Settings(BaseModel):
@@ -75,8 +86,10 @@ class Settings(BaseModel):
     retry_after_cap: float = Field(default=30.0, ge=0)
     "Longest server-requested wait (Retry-After) dsollama will honour before moving on."
     retry_budget_ratio: float = Field(default=0.2, ge=0, le=1)
-    "Retries allowed as a share of recent calls, process-wide (plus the floor)."
+    "Retries allowed as a share of the client's recent calls (plus the floor)."
     retry_budget_floor: int = Field(default=3, ge=0)
+    retry_budget_shared: bool = False
+    "Share one retry budget between every client of the process (by default each client has its own)."
     breaker_threshold: int = Field(default=3, ge=1)
     "Consecutive failures that open a route's breaker."
     breaker_cooldown: float = Field(default=5.0, ge=0)
@@ -89,8 +102,10 @@ class Settings(BaseModel):
     "budget: stay local while the predicted first token fits the budget (private, free); latency: go wherever the first token is predicted sooner."
     hedge: bool = False
     "Race local and hosted when local is late, keeping the first to produce a token."
+    on_broken_stream: Literal["raise", "continue", "restart"] = "raise"
+    "A stream that breaks after text reached the caller: raise (with the partial text), continue it on another route (prefix completion), or restart it there (announced in the stream)."
     continue_streams: bool = False
-    "Continue a stream that broke mid-answer on the other route (prefix completion)."
+    "Older spelling of on_broken_stream = continue."
 
     # Models and provisioning
     modelfiles_dir: str | None = None
@@ -106,6 +121,14 @@ class Settings(BaseModel):
     log_path: str | None = None
     log_content: bool = True
     "Keep messages and answers in the log (off: only metadata)."
+
+    # Routes as data, model chains, shared state
+    routes: tuple[dict[str, Any], ...] = ()
+    "Places that can answer, one [[routes]] table each (see `dsollama routes`); none: ollama_hosts plus the hosted_* settings."
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+    'Per-model settings, e.g. [models."deepseek-v4-pro"] fallbacks = ["deepseek-flash"].'
+    state_url: str | None = None
+    "Where routing state is shared: none (this process only) or redis://host:6379/0."
 
     # serve
     serve_host: str = "127.0.0.1"
@@ -221,6 +244,14 @@ def _coerce_env(name: str, raw: str) -> Any:
             f"environment variable for {name} has {raw!r}, which is not on/off",
             hint="use one of on, off, true, false, 1, 0",
         )
+    if name in ("routes", "models"):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ConfigError(
+                f"environment variable for {name} is not valid JSON",
+                hint="use the config file's [[routes]] / [models] tables, or valid JSON",
+            ) from None
     if name == "hosted_model_map":
         pairs = [p.split("=", 1) for p in raw.split(",") if "=" in p]
         return {k.strip(): v.strip() for k, v in pairs}
@@ -238,6 +269,12 @@ def _collect(
             f"config file {path} has unknown setting(s): {', '.join(unknown)}",
             hint="`dsollama config` lists the valid names",
         )
+    for index, table in enumerate(file_data.get("routes") or ()):
+        if isinstance(table, Mapping) and "api_key" in table:
+            raise ConfigError(
+                f"config file {path}: route #{index + 1} holds an API key",
+                hint="keep keys out of files: put it in an environment variable and name it with key_env",
+            )
     for name in Settings.model_fields:
         if name in overrides and overrides[name] is not None:
             values[name], sources[name] = overrides[name], "argument"

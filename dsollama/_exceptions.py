@@ -24,10 +24,10 @@ DsollamaError
 │   ├── HostedAuthError         401: the key was refused
 │   ├── HostedBalanceError      402: the account is out of credit
 │   ├── BusyError               503 / 429 (.retry_after)
-│   ├── ServerError             500-class and in-band error lines
-│   │   └── InsufficientResourceError  hosted ran out of resources mid-answer
+│   ├── ServerError             500-class, in-band error lines, malformed answers
+│   │   ├── InsufficientResourceError  hosted ran out of resources mid-answer
+│   │   └── IncompleteResponseError    the answer ended without its terminator (.partial_text)
 │   ├── BackendTimeoutError     a deadline passed (.phase: connect/first_token/gap/total)
-│   ├── IncompleteResponseError the answer ended without its terminator (.partial_text)
 │   ├── UnsupportedRequestError the route cannot serve this request (images hosted, …)
 │   └── RedirectRefusedError    the endpoint redirected; the key is never sent on
 ├── AllRoutesFailedError        every route was tried (.attempts says what and why)
@@ -214,7 +214,11 @@ class DaemonTooOldError(ProvisionError):
 
 
 class BackendError(DsollamaError):
-    """One route (a local daemon or a hosted endpoint) failed to answer."""
+    """One route (a local daemon or a hosted endpoint) failed to answer.
+
+    Raised from a call when every route tried failed for this one reason; ``attempts``
+    then lists what was tried (see `AllRoutesFailedError` for mixed reasons).
+    """
 
     def __init__(
         self,
@@ -227,6 +231,7 @@ class BackendError(DsollamaError):
         super().__init__(message, hint=hint)
         self.route = route
         self.status_code = status_code
+        self.attempts: list[Attempt] = []
 
 
 class DaemonUnreachableError(BackendError):
@@ -358,8 +363,9 @@ class BackendTimeoutError(BackendError):
         self.seconds = seconds
 
 
-class IncompleteResponseError(BackendError):
-    """The answer ended without its terminator (no done, no [DONE], only filler)."""
+class IncompleteResponseError(ServerError):
+    """The answer ended without its terminator (no done, no [DONE], only filler), or the
+    connection broke before it did."""
 
     def __init__(self, message: str, *, route: str | None = None, partial_text: str = ""):
         super().__init__(message, route=route)
@@ -386,7 +392,8 @@ class RedirectRefusedError(BackendError):
 
 
 class AllRoutesFailedError(DsollamaError):
-    """No route could answer; ``attempts`` lists what was tried, in order."""
+    """No route could answer, for different reasons (or none could be tried);
+    ``attempts`` lists what was tried, in order, and why each failed."""
 
     def __init__(
         self,

@@ -20,11 +20,15 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import ollama
 
 from . import _loop
+from ._backends import CallSpec
+from ._call import RoutingOptions, chat_spec, generate_spec
 from ._client import AsyncClient
-from ._config import Policy
 from ._types import ChatResponse, EmbedResponse, GenerateResponse
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._backends.daemon import OllamaDaemon
     from ._modelfile import Modelfile
     from ._provision import ProgressEvent
     from ._routing.router import Router
@@ -62,6 +66,9 @@ class Client:
     def routes(self) -> dict[str, Any]:
         return self._async.routes()
 
+    def daemon(self) -> OllamaDaemon:
+        return self._async.daemon()
+
     # -- chat -----------------------------------------------------------------------------
 
     @overload
@@ -78,14 +85,7 @@ class Client:
         format: Literal["", "json"] | Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | ollama.Options | None = None,
         keep_alive: float | str | None = None,
-        local_only: bool | None = None,
-        policy: Policy | None = None,
-        first_token_timeout: float | None = None,
-        gap_timeout: float | None = None,
-        total_timeout: float | None = None,
-        continue_stream: bool | None = None,
-        hedge: bool | None = None,
-        log: bool | None = None,
+        **routing: Unpack[RoutingOptions],
     ) -> ChatResponse: ...
 
     @overload
@@ -102,14 +102,7 @@ class Client:
         format: Literal["", "json"] | Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | ollama.Options | None = None,
         keep_alive: float | str | None = None,
-        local_only: bool | None = None,
-        policy: Policy | None = None,
-        first_token_timeout: float | None = None,
-        gap_timeout: float | None = None,
-        total_timeout: float | None = None,
-        continue_stream: bool | None = None,
-        hedge: bool | None = None,
-        log: bool | None = None,
+        **routing: Unpack[RoutingOptions],
     ) -> Iterator[ChatResponse]: ...
 
     def chat(
@@ -125,20 +118,23 @@ class Client:
         format: Literal["", "json"] | Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | ollama.Options | None = None,
         keep_alive: float | str | None = None,
-        local_only: bool | None = None,
-        policy: Policy | None = None,
-        first_token_timeout: float | None = None,
-        gap_timeout: float | None = None,
-        total_timeout: float | None = None,
-        continue_stream: bool | None = None,
-        hedge: bool | None = None,
-        log: bool | None = None,
+        **routing: Unpack[RoutingOptions],
     ) -> ChatResponse | Iterator[ChatResponse]:
         """Chat, as `ollama.Client.chat`; see `AsyncClient` for the extra controls."""
-        kwargs = dict(locals())
-        del kwargs["self"]
-        call: Any = self._async.chat(**kwargs)
-        return _loop.iterate(call) if stream else _loop.run(call)
+        spec = chat_spec(
+            model,
+            messages,
+            stream=stream,
+            tools=tools,
+            think=think,
+            logprobs=logprobs,
+            top_logprobs=top_logprobs,
+            format=format,
+            options=options,
+            keep_alive=keep_alive,
+        )
+        result: ChatResponse | Iterator[ChatResponse] = self._call(spec, routing)
+        return result
 
     # -- generate -------------------------------------------------------------------------
 
@@ -161,14 +157,7 @@ class Client:
         images: Sequence[str | bytes | ollama.Image] | None = None,
         options: Mapping[str, Any] | ollama.Options | None = None,
         keep_alive: float | str | None = None,
-        local_only: bool | None = None,
-        policy: Policy | None = None,
-        first_token_timeout: float | None = None,
-        gap_timeout: float | None = None,
-        total_timeout: float | None = None,
-        continue_stream: bool | None = None,
-        hedge: bool | None = None,
-        log: bool | None = None,
+        **routing: Unpack[RoutingOptions],
     ) -> GenerateResponse: ...
 
     @overload
@@ -190,14 +179,7 @@ class Client:
         images: Sequence[str | bytes | ollama.Image] | None = None,
         options: Mapping[str, Any] | ollama.Options | None = None,
         keep_alive: float | str | None = None,
-        local_only: bool | None = None,
-        policy: Policy | None = None,
-        first_token_timeout: float | None = None,
-        gap_timeout: float | None = None,
-        total_timeout: float | None = None,
-        continue_stream: bool | None = None,
-        hedge: bool | None = None,
-        log: bool | None = None,
+        **routing: Unpack[RoutingOptions],
     ) -> Iterator[GenerateResponse]: ...
 
     def generate(
@@ -218,20 +200,32 @@ class Client:
         images: Sequence[str | bytes | ollama.Image] | None = None,
         options: Mapping[str, Any] | ollama.Options | None = None,
         keep_alive: float | str | None = None,
-        local_only: bool | None = None,
-        policy: Policy | None = None,
-        first_token_timeout: float | None = None,
-        gap_timeout: float | None = None,
-        total_timeout: float | None = None,
-        continue_stream: bool | None = None,
-        hedge: bool | None = None,
-        log: bool | None = None,
+        **routing: Unpack[RoutingOptions],
     ) -> GenerateResponse | Iterator[GenerateResponse]:
         """Generate, as `ollama.Client.generate`; ``suffix`` uses FIM on the hosted side."""
-        kwargs = dict(locals())
-        del kwargs["self"]
-        call: Any = self._async.generate(**kwargs)
-        return _loop.iterate(call) if stream else _loop.run(call)
+        spec = generate_spec(
+            model,
+            prompt,
+            suffix,
+            stream=stream,
+            system=system,
+            template=template,
+            context=context,
+            think=think,
+            logprobs=logprobs,
+            top_logprobs=top_logprobs,
+            raw=raw,
+            format=format,
+            images=images,
+            options=options,
+            keep_alive=keep_alive,
+        )
+        result: GenerateResponse | Iterator[GenerateResponse] = self._call(spec, routing)
+        return result
+
+    def _call(self, spec: CallSpec, routing: Mapping[str, Any]) -> Any:
+        call: Any = self._async.call(spec, routing)
+        return _loop.iterate(call) if spec.stream else _loop.run(call)
 
     # -- embed ----------------------------------------------------------------------------
 
@@ -243,9 +237,12 @@ class Client:
         options: Mapping[str, Any] | ollama.Options | None = None,
         keep_alive: float | str | None = None,
         dimensions: int | None = None,
+        **routing: Unpack[RoutingOptions],
     ) -> EmbedResponse:
-        """Embeddings from the first local daemon that answers (never hosted)."""
-        return _loop.run(self._async.embed(model, input, truncate, options, keep_alive, dimensions))
+        """Embeddings from the first private route that answers (never a third party)."""
+        return _loop.run(
+            self._async.embed(model, input, truncate, options, keep_alive, dimensions, **routing)
+        )
 
     # -- provisioning ---------------------------------------------------------------------
 

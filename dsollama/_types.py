@@ -40,7 +40,9 @@ class ServedBy(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     kind: RouteKind
-    "'local' (an Ollama daemon) or 'hosted' (an OpenAI-format endpoint)."
+    "'local' for a private route (this machine or your own servers), 'hosted' for a third party."
+    api: Literal["ollama", "openai"] = "ollama"
+    "How the route was spoken to: Ollama's native API or the OpenAI format."
     route: str
     "Stable route name, e.g. 'local:127.0.0.1:11434' or 'hosted:api.deepseek.com'."
     endpoint: str

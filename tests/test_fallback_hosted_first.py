@@ -139,7 +139,7 @@ async def test_a_stream_without_done_is_retried_not_returned(stack: Stack, kind:
 async def test_hosted_only_when_fallback_is_off(stack: Stack, kind: str) -> None:
     stack.deepseek.add_fault(Fault("status", status=503, times=None, path="/chat/completions"))
     client = stack.client(kind, policy="hosted-first", fallback=False)
-    with pytest.raises(dsollama.AllRoutesFailedError):
+    with pytest.raises(dsollama.BusyError):
         await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
     assert stack.ollama.recorded("/api/chat") == []
 

@@ -222,10 +222,10 @@ async def test_something_else_on_the_port_is_not_ollama(httpx_mock: HTTPXMock) -
 async def test_every_call_has_an_explicit_timeout() -> None:
     async with provisioner() as prov:
         # ollama.AsyncClient would wait forever by default.
-        assert prov._quick._client.timeout.read == QUICK_READ_TIMEOUT
-        assert prov._long._client.timeout.read == STALL_TIMEOUT
-        assert prov._long._client.timeout.connect == prov.settings.connect_timeout
-        assert prov._http.timeout.read == QUICK_READ_TIMEOUT
+        assert prov.daemon.admin._client.timeout.read == QUICK_READ_TIMEOUT
+        assert prov.daemon.long._client.timeout.read == STALL_TIMEOUT
+        assert prov.daemon.long._client.timeout.connect == prov.settings.connect_timeout
+        assert prov.daemon.http.timeout.read == QUICK_READ_TIMEOUT
 
 
 # -- one-shot calls -----------------------------------------------------------------------

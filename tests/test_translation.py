@@ -148,7 +148,7 @@ async def test_images_never_go_hosted_and_fail_clearly_without_local(
     stack.ollama.refuse_connections()
     client = stack.client(kind)
     message = [{"role": "user", "content": "what is this?", "images": ["aGVsbG8="]}]
-    with pytest.raises(dsollama.AllRoutesFailedError) as caught:
+    with pytest.raises(dsollama.DaemonUnreachableError) as caught:
         await stack.call(kind, client, "chat", "deepseek-r1:8b", message)
     details = [a.detail or "" for a in caught.value.attempts]
     assert any("images cannot go to the hosted route" in d for d in details)

@@ -291,7 +291,6 @@ def test_connection_reset_is_incomplete_not_unreachable() -> None:
 @pytest.mark.parametrize(
     ("exc", "phase"),
     [
-        (httpx.ConnectTimeout("timed out"), "connect"),
         (httpx.PoolTimeout("timed out"), "connect"),
         (httpx.ReadTimeout("timed out"), "first_token"),
     ],
@@ -300,6 +299,12 @@ def test_timeouts_name_their_phase(exc: httpx.TimeoutException, phase: str) -> N
     error = classify(exc, read_phase="first_token")
     assert isinstance(error, BackendTimeoutError)
     assert error.phase == phase
+
+
+def test_a_connect_timeout_is_a_daemon_nobody_answers_for() -> None:
+    error = classify(httpx.ConnectTimeout("timed out"))
+    assert isinstance(error, DaemonUnreachableError)
+    assert "connection timed out" in str(error)
 
 
 def test_read_timeout_defaults_to_the_gap_phase() -> None:

@@ -1,15 +1,21 @@
 """Backends: the only code that talks HTTP to a model server.
 
-A backend turns one request into an async iterator of `Delta`s and translates every
-transport or server error into dsollama's error tree. It holds no routing logic: retries,
-deadlines between chunks, fallback and racing are the router's.
+A backend is one route (`_routes.RouteConfig`) made live: `daemon.OllamaDaemon` for the
+``ollama`` kind, `openai.OpenAIRoute` for the ``openai`` kind. It turns one request into an
+async iterator of `Delta`s and translates every transport or server error into dsollama's
+error tree. It holds no routing logic: retries, deadlines between chunks, fallback and
+racing are the router's.
+
+`Backend` is the whole contract the router relies on, every capability included, so a new
+kind of backend has to say what it does about each (``None`` for "cannot tell") and
+cannot silently lose admission control.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
 
@@ -17,14 +23,29 @@ from .._config import Settings
 from .._delta import Delta
 from .._types import RouteKind
 
-__all__ = ["Backend", "CallSpec", "StreamStats", "http_limits", "http_timeout"]
+if TYPE_CHECKING:
+    from .._routes import Capabilities, RouteConfig
+    from .._state import ServerQueue
+
+__all__ = [
+    "Backend",
+    "CallSpec",
+    "EmbedSpec",
+    "ModelState",
+    "StreamStats",
+    "http_limits",
+    "http_timeout",
+]
+
+ModelState = Literal["loaded", "installed", "missing"]
+"Where a model is on a server that says: in memory, on disk only, or absent."
 
 
 @dataclass
 class CallSpec:
     """What the caller asked for, in the official client's vocabulary."""
 
-    operation: Literal["chat", "generate"]
+    operation: Literal["chat", "generate", "embed"]
     model: str
     stream: bool = False
     # chat
@@ -60,6 +81,18 @@ class CallSpec:
         return False
 
 
+@dataclass(frozen=True)
+class EmbedSpec:
+    """An embed call, in the official client's vocabulary."""
+
+    model: str
+    input: str | Sequence[str] = ""
+    truncate: bool | None = None
+    options: Mapping[str, Any] | None = None
+    keep_alive: float | str | None = None
+    dimensions: int | None = None
+
+
 @dataclass
 class StreamStats:
     """What a backend observed that is not an answer (for fallback reasons and logs)."""
@@ -70,16 +103,72 @@ class StreamStats:
 
 
 class Backend(Protocol):
-    kind: RouteKind
-    route: str
-    "Stable route name, e.g. 'local:127.0.0.1:11434'."
-    endpoint: str
-    "Base URL, without credentials."
+    """What the router needs from a route. Every member is required."""
+
+    @property
+    def config(self) -> RouteConfig: ...
+
+    @property
+    def kind(self) -> RouteKind:
+        """'local' for a private route (may serve local_only calls), 'hosted' for a third party."""
+        ...
+
+    @property
+    def api(self) -> Literal["ollama", "openai"]: ...
+
+    @property
+    def route(self) -> str:
+        """Stable route name, e.g. 'local:127.0.0.1:11434'."""
+        ...
+
+    @property
+    def endpoint(self) -> str:
+        """Base URL, without credentials."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
 
     def stream(
         self, spec: CallSpec, *, model: str, thinking: bool | None, stats: StreamStats
     ) -> AsyncIterator[Delta]:
         """Deltas of one answer; the last has ``done=True`` or the iterator raises."""
+        ...
+
+    def continue_stream(
+        self,
+        spec: CallSpec,
+        *,
+        model: str,
+        thinking: bool | None,
+        stats: StreamStats,
+        partial_content: str,
+        partial_thinking: str,
+    ) -> AsyncIterator[Delta]:
+        """The rest of a broken answer, from its partial text. Raises
+        `UnsupportedRequestError` when ``capabilities.continuation`` is false."""
+        ...
+
+    async def model_state(self, model: str) -> ModelState | None:
+        """Loaded, installed or missing; None when the server does not say. Raises
+        `DaemonUnreachableError` when nothing answers (the attempt is over)."""
+        ...
+
+    async def warm(self, model: str) -> float | None:
+        """Load a model ahead of use; the measured load time, or None."""
+        ...
+
+    async def context_window(self, model: str) -> int | None:
+        """Tokens a request to ``model`` may hold, when known."""
+        ...
+
+    async def server_queue(self, model: str) -> ServerQueue | None:
+        """The server's own count of running and waiting requests, when it publishes one."""
+        ...
+
+    async def embed(self, spec: EmbedSpec, *, model: str) -> dict[str, Any]:
+        """The official ``EmbedResponse`` fields. Raises `UnsupportedRequestError` when
+        ``capabilities.embeddings`` is false."""
         ...
 
     async def aclose(self) -> None: ...

@@ -11,7 +11,7 @@ holding a queued request open, reference §4) from a first token.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -22,11 +22,15 @@ from .._exceptions import (
     BackendTimeoutError,
     DaemonUnreachableError,
     IncompleteResponseError,
+    InsecureEndpointError,
     MissingAPIKeyError,
     ServerError,
+    UnsupportedRequestError,
     redact,
 )
-from .._hosts import display_host
+from .._hosts import key_may_travel_to
+from .._routes import RouteConfig
+from .._state import ServerQueue
 from .._types import RouteKind
 from .._wire.hosted import (
     HostedRequest,
@@ -38,38 +42,48 @@ from .._wire.hosted import (
 )
 from .._wire.schema import validate_json_text
 from .._wire.sse import Comment, Data, Done, SSEParser
-from . import CallSpec, StreamStats, http_limits, http_timeout
+from . import CallSpec, EmbedSpec, ModelState, StreamStats, http_limits, http_timeout
 
 __all__ = ["HostedBackend"]
 
 
 class HostedBackend:
-    kind: RouteKind = "hosted"
+    """One OpenAI-format route (see `_routes.RouteConfig`); the key goes only here."""
+
+    api: Literal["openai"] = "openai"
 
     def __init__(
         self,
+        config: RouteConfig,
         settings: Settings,
         catalogue: Catalogue,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        key = settings.api_key()
-        if not key:
-            raise MissingAPIKeyError()
-        settings.check_hosted_endpoint()
-        self._key = key
+        key = config.key()
+        if config.key_env and not key:
+            raise MissingAPIKeyError(config.key_env)
+        base = config.base_url.rstrip("/")
+        if key and not key_may_travel_to(base):
+            raise InsecureEndpointError(base)
+        self.config = config
+        self.kind: RouteKind = config.kind
+        self.capabilities = config.capabilities
+        self._key = key or ""
         self._settings = settings
         self._catalogue = catalogue
-        base = settings.hosted_base_url.rstrip("/")
         self.endpoint = base
-        self.route = f"hosted:{display_host(base)}"
+        self.route = config.name
         # /beta features (prefix completion, FIM) hang off the API root, not off /v1.
         self._root = base.removesuffix("/v1").removesuffix("/beta")
         self._base = base
         timeout = http_timeout(settings)
+        headers = {**config.headers, "Accept": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
         self._http = httpx.AsyncClient(
             timeout=timeout,
-            headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
+            headers=headers,
             transport=transport,
             limits=http_limits(),
             trust_env=False,  # never route the key through an ambient proxy setting
@@ -234,6 +248,26 @@ class HostedBackend:
             )
         data: Mapping[str, Any] = response.json()
         return data
+
+    # -- what the router asks ----------------------------------------------------------------
+
+    async def model_state(self, model: str) -> ModelState | None:
+        return None  # an OpenAI-format server keeps its models loaded, or does not say
+
+    async def warm(self, model: str) -> float | None:
+        return None
+
+    async def context_window(self, model: str) -> int | None:
+        if model in self.config.context:
+            return self.config.context[model]
+        hosted = self._catalogue.hosted.get(model)
+        return hosted.context_length if hosted is not None else None
+
+    async def server_queue(self, model: str) -> ServerQueue | None:
+        return None
+
+    async def embed(self, spec: EmbedSpec, *, model: str) -> dict[str, Any]:
+        raise UnsupportedRequestError(f"{self.route} has no embeddings", route=self.route)
 
     async def aclose(self) -> None:
         await self._http.aclose()

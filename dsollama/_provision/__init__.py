@@ -24,9 +24,9 @@ import from ``dsollama._provision``.
 
 from __future__ import annotations
 
+from .._backends.daemon import QUICK_READ_TIMEOUT as QUICK_READ_TIMEOUT
+from .._backends.daemon import STALL_TIMEOUT as STALL_TIMEOUT
 from .engine import MIN_DAEMON_VERSION, AsyncProvisioner, DaemonInfo
-from .errors import QUICK_READ_TIMEOUT as QUICK_READ_TIMEOUT
-from .errors import STALL_TIMEOUT as STALL_TIMEOUT
 from .events import ProgressEvent
 from .goformat import (
     format_show_parameters,

@@ -1,22 +1,22 @@
 """The async executor: `AsyncProvisioner` and the I/O it does against one daemon.
 
-It talks to the daemon through the official ``ollama.AsyncClient`` (pull, create, list,
-show, ps, delete, copy) and a plain ``httpx.AsyncClient`` (liveness, version, blob
-upload, full ``/api/show``), reads the daemon's state for the pure plan, applies plans
-and reports everything as `ProgressEvent`s. Turning failures into dsollama errors is
-inherited from `DaemonErrorTranslation`.
+It works through the daemon's one owner, `OllamaDaemon` (the official client for pull,
+create, list, show, ps, delete, copy; plain HTTP for liveness, version, blob upload and
+the full ``/api/show``; one error mapping), reads the daemon's state for the pure plan,
+applies plans and reports everything as `ProgressEvent`s. What a failed pull or create
+means is read by `errors.progress_events`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._backends.daemon import STALL_TIMEOUT, OllamaDaemon
 from .._catalogue import Catalogue, normalise_model_name
 from .._exceptions import (
     ConfigError,
@@ -27,8 +27,8 @@ from .._exceptions import (
     PullError,
     redact,
 )
-from .errors import QUICK_READ_TIMEOUT, STALL_TIMEOUT, DaemonErrorTranslation
-from .events import ProgressEvent
+from .errors import progress_events
+from .events import EventKind, ProgressEvent
 from .plan import (
     DaemonState,
     ProvisionPlan,
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     from .._config import Settings
     from .._create_request import BlobUpload, CreatePlan
+    from .._exceptions import ProvisionError
     from .._hardware import Hardware, Recommendation
     from .._modelfile import Modelfile
 
@@ -96,14 +97,15 @@ _CREATE_CLIENT_KEYS = {
 }
 
 
-class AsyncProvisioner(DaemonErrorTranslation):
+class AsyncProvisioner:
     """Pull, create and inspect models on one Ollama daemon.
 
     ``async with AsyncProvisioner(host) as p: async for event in p.provision(): ...``
 
     Methods that stream (`pull`, `create`, `apply`, `provision`) are async iterators of
     `ProgressEvent`; the others return the official ``ollama`` response types. Every
-    failure is a `DsollamaError`.
+    failure is a `DsollamaError`. Given a ``daemon`` (a client's), it works through it and
+    leaves it open; otherwise it opens its own for ``host``.
     """
 
     def __init__(
@@ -115,39 +117,42 @@ class AsyncProvisioner(DaemonErrorTranslation):
         transport: httpx.AsyncBaseTransport | None = None,
         hardware: Hardware | None = None,
         stall_timeout: float = STALL_TIMEOUT,
+        daemon: OllamaDaemon | None = None,
     ) -> None:
-        import httpx
-        import ollama
-
         from .._catalogue import load_catalogue
         from .._config import load_settings
-        from .._hosts import parse_ollama_host
+        from .._hosts import display_host, parse_ollama_host
+        from .._routes import load_presets, route_from_table
 
         self.settings = settings or load_settings()
-        self.host = parse_ollama_host(host) if host else self.settings.ollama_hosts[0]
         self.catalogue = catalogue or load_catalogue(self.settings.catalogue_path)
         self._hardware = hardware
         self._stall = stall_timeout
-        connect = self.settings.connect_timeout
-        self._quick_timeout = httpx.Timeout(QUICK_READ_TIMEOUT, connect=connect)
-        self._long_timeout = httpx.Timeout(stall_timeout, connect=connect)
-        # One transport (one connection pool, one TLS context) for the three clients:
-        # building a TLS context per client costs tens of milliseconds each.
-        extra: dict[str, Any] = {"transport": transport or httpx.AsyncHTTPTransport()}
-        # The official client's default timeout is None (wait forever): always pass one.
-        self._quick = ollama.AsyncClient(self.host, timeout=self._quick_timeout, **extra)
-        self._long = ollama.AsyncClient(self.host, timeout=self._long_timeout, **extra)
-        self._http = httpx.AsyncClient(base_url=self.host, timeout=self._quick_timeout, **extra)
+        self._owns_daemon = daemon is None
+        if daemon is None:
+            url = parse_ollama_host(host) if host else self.settings.ollama_hosts[0]
+            presets = load_presets(self.settings.catalogue_path)
+            config = route_from_table(
+                {"preset": "ollama", "base_url": url, "name": f"local:{display_host(url)}"},
+                presets,
+            )
+            options = {"transport": transport} if transport is not None else {}
+            daemon = OllamaDaemon(
+                config,
+                self.settings,
+                self.catalogue,
+                httpx_options=options,
+                stall_timeout=stall_timeout,
+            )
+        self.daemon = daemon
+        self.host = daemon.host
         self._info: DaemonInfo | None = None
 
     # -- lifecycle --
 
     async def close(self) -> None:
-        # ollama's close() is untyped; hold it as typed callables to keep mypy strict.
-        closers: list[Callable[[], Awaitable[None]]] = [self._quick.close, self._long.close]
-        for close in closers:
-            await close()
-        await self._http.aclose()
+        if self._owns_daemon:
+            await self.daemon.aclose()
 
     async def __aenter__(self) -> AsyncProvisioner:
         return self
@@ -159,15 +164,16 @@ class AsyncProvisioner(DaemonErrorTranslation):
 
     async def check(self) -> DaemonInfo:
         """Is the daemon there, and new enough (≥ 0.5.5) for structured create?"""
-        with self._translate("check"):
-            root = await self._http.get("/")
+        http = self.daemon.http
+        with self.daemon.translate():
+            root = await http.get("/")
             if root.status_code != 200 or "Ollama" not in root.text:
                 raise DaemonUnreachableError(
                     self.host,
-                    route=f"local:{self.host}",
+                    route=self.daemon.route,
                     detail=f"something answers there but it is not Ollama (HTTP {root.status_code})",
                 )
-            resp = await self._http.get("/api/version")
+            resp = await http.get("/api/version")
             resp.raise_for_status()
             version = str(resp.json().get("version", ""))
         parsed = parse_version(version)
@@ -187,32 +193,27 @@ class AsyncProvisioner(DaemonErrorTranslation):
 
     async def list(self) -> ollama.ListResponse:
         """``/api/tags``: the models on the daemon."""
-        with self._translate("list"):
-            return await self._quick.list()
+        return await self.daemon.list()
 
     async def show(self, model: str) -> ollama.ShowResponse:
         """``/api/show`` for one model (ModelNotFoundError when absent)."""
-        with self._translate("show", model):
-            return await self._quick.show(model)
+        return await self.daemon.show(model)
 
     async def ps(self) -> ollama.ProcessResponse:
         """``/api/ps``: the models loaded in memory."""
-        with self._translate("ps"):
-            return await self._quick.ps()
+        return await self.daemon.ps()
 
     async def delete(self, model: str) -> ollama.StatusResponse:
         """Remove a model from the daemon."""
         try:
-            with self._translate("delete", model):
-                return await self._quick.delete(model)
+            return await self.daemon.delete(model)
         except ModelNotFoundError as exc:
             exc.hint = "`dsollama list` shows the models on the daemon"
             raise
 
     async def copy(self, source: str, destination: str) -> ollama.StatusResponse:
         """Copy (alias) a model under another name."""
-        with self._translate("copy", source):
-            return await self._quick.copy(source, destination)
+        return await self.daemon.copy(source, destination)
 
     async def show_raw(self, model: str) -> dict[str, Any] | None:
         """The full ``/api/show`` JSON, or None when the daemon does not have the model.
@@ -220,8 +221,8 @@ class AsyncProvisioner(DaemonErrorTranslation):
         The official ``ShowResponse`` drops ``system`` and ``messages``, which the plan
         must compare, so this reads the JSON directly.
         """
-        with self._translate("show", model):
-            resp = await self._http.post("/api/show", json={"model": model})
+        with self.daemon.translate(model):
+            resp = await self.daemon.http.post("/api/show", json={"model": model})
             if resp.status_code == 404:
                 return None
             resp.raise_for_status()
@@ -229,19 +230,39 @@ class AsyncProvisioner(DaemonErrorTranslation):
             return data
 
     async def _tags_raw(self) -> dict[str, Any]:
-        with self._translate("list"):
-            resp = await self._http.get("/api/tags")
+        with self.daemon.translate():
+            resp = await self.daemon.http.get("/api/tags")
             resp.raise_for_status()
             data: dict[str, Any] = resp.json()
             return data
+
+    def _progress(
+        self,
+        parts: AsyncIterator[ollama.ProgressResponse],
+        model: str,
+        error: type[ProvisionError],
+        verb: str,
+        default: EventKind,
+    ) -> AsyncIterator[ProgressEvent]:
+        return progress_events(
+            parts,
+            model=model,
+            error=error,
+            verb=verb,
+            default=default,
+            stall_s=self._stall,
+            catalogue=self.catalogue,
+            daemon_version=self._info.version if self._info else None,
+            host=self.host,
+        )
 
     # -- pull --
 
     async def pull(self, model: str) -> AsyncIterator[ProgressEvent]:
         """Pull one library model, yielding progress; PullError unless it ends in success."""
         check_library_name(model, self.catalogue)
-        stream = self._long.pull(model, stream=True)
-        async for event in self._progress(model, stream, PullError, "pull", "status"):
+        stream = self.daemon.progress("pull", model)
+        async for event in self._progress(stream, model, PullError, "pull", "status"):
             yield event
         yield ProgressEvent("done", model, f"pulled {model}")
 
@@ -288,16 +309,17 @@ class AsyncProvisioner(DaemonErrorTranslation):
         body["model"] = model
         yield ProgressEvent("create", model, "creating")
         async for event in self._progress(
-            model, self._open_create(body), CreateError, "create", "create"
+            self._open_create(body), model, CreateError, "create", "create"
         ):
             yield event
         yield ProgressEvent("done", model, f"created {model}")
 
-    async def _open_create(self, body: dict[str, Any]) -> AsyncIterator[ollama.ProgressResponse]:
-        extra = set(body) - _CREATE_CLIENT_KEYS
-        if not extra:
-            return await self._long.create(
-                model=body["model"],
+    def _open_create(self, body: dict[str, Any]) -> AsyncIterator[ollama.ProgressResponse]:
+        model = body["model"]
+        if not set(body) - _CREATE_CLIENT_KEYS:
+            return self.daemon.progress(
+                "create",
+                model,
                 quantize=body.get("quantize"),
                 from_=body.get("from"),
                 files=body.get("files"),
@@ -307,36 +329,18 @@ class AsyncProvisioner(DaemonErrorTranslation):
                 system=body.get("system"),
                 parameters=body.get("parameters"),
                 messages=body.get("messages"),
-                stream=True,
             )
         # renderer/parser/requires/draft_* are not in the official client's create():
-        # send the same body ourselves and read the stream the way the client does.
-        return self._raw_stream("/api/create", {**body, "stream": True})
-
-    async def _raw_stream(
-        self, path: str, body: dict[str, Any]
-    ) -> AsyncIterator[ollama.ProgressResponse]:
-        import ollama
-
-        async with self._http.stream("POST", path, json=body, timeout=self._long_timeout) as r:
-            if r.status_code >= 400:
-                await r.aread()
-                raise ollama.ResponseError(r.text, r.status_code)
-            async for line in r.aiter_lines():
-                if not line.strip():
-                    continue
-                part = json.loads(line)
-                if err := part.get("error"):
-                    raise ollama.ResponseError(err)
-                yield ollama.ProgressResponse(**part)
+        # send the same body ourselves, read the same way.
+        return self.daemon.progress("create", model, body={**body, "stream": True})
 
     async def _ensure_blob(self, model: str, blob: BlobUpload) -> AsyncIterator[ProgressEvent]:
         """HEAD first; upload only what the daemon does not have, streaming the file."""
         from .._hardware import format_bytes
 
         name = Path(blob.path).name
-        with self._translate("blob check"):
-            head = await self._http.head(f"/api/blobs/{blob.digest}")
+        with self.daemon.translate():
+            head = await self.daemon.http.head(f"/api/blobs/{blob.digest}")
         if head.status_code == 200:
             # No byte counts: nothing is transferred, so no progress bar either.
             yield ProgressEvent(
@@ -385,9 +389,11 @@ class AsyncProvisioner(DaemonErrorTranslation):
 
         async def post() -> httpx.Response:
             try:
-                with self._translate("upload"):
-                    return await self._http.post(
-                        f"/api/blobs/{blob.digest}", content=body(), timeout=self._long_timeout
+                with self.daemon.translate():
+                    return await self.daemon.http.post(
+                        f"/api/blobs/{blob.digest}",
+                        content=body(),
+                        timeout=self.daemon.long_timeout,
                     )
             except OSError as exc:  # reading the local file failed (network errors are httpx's)
                 raise CreateError(

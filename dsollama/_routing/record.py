@@ -5,21 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .._backends import CallSpec
 from .._delta import Delta
 from .._exceptions import (
     AllRoutesFailedError,
+    BackendError,
     DsollamaError,
     error_fields,
     redact,
 )
-from .._types import Attempt, CallRecord, HostedUsage, Seam
-from .shapes import CallSummary, Controls, Racer, RouteChoice
-
-if TYPE_CHECKING:
-    from .router import Router
+from .._types import Attempt, CallRecord, HostedUsage, Seam, ServedBy
+from .shapes import CallSink, CallSummary, Controls, Racer, RouteChoice
 
 __all__ = ["CallBook"]
 
@@ -27,17 +26,26 @@ log = logging.getLogger("dsollama")
 
 
 class CallBook:
-    """The record of one call: what was tried, why it moved, what it cost, how long it took."""
+    """The record of one call: what was tried, why it moved, what it cost, how long it took.
 
-    def __init__(self, router: Router, spec: CallSpec, controls: Controls) -> None:
-        self.router = router
+    A part of the call's run (`run.CallRun` holds one): it knows nothing of routing, only
+    what it is told, and ends the call with one `CallRecord` and one log line.
+    """
+
+    def __init__(
+        self,
+        spec: CallSpec,
+        controls: Controls,
+        *,
+        clock: Callable[[], float],
+        sinks: Sequence[CallSink],
+    ) -> None:
         self.spec = spec
         self.controls = controls
-        self.settings = router.settings
-        self.clock = router._clock
+        self.clock = clock
+        self.sinks = sinks
         self.started = self.clock()
         self.started_wall = time.time()
-        self.routes: list[RouteChoice] = []
         self.attempts: list[Attempt] = []
         self.fallback_reason: str | None = None
         self.seams: list[Seam] = []
@@ -47,14 +55,12 @@ class CallBook:
         self.usage: HostedUsage | None = None
         self.cost_usd: float = 0.0
         self.cost_known = False
-        self.last_error: BaseException | None = None
-        self.winner: Racer | None = None
 
-    def _note_reason(self, reason: str, error: BaseException | None = None) -> None:
+    def note_reason(self, reason: str) -> None:
         if self.fallback_reason is None:
             self.fallback_reason = reason
 
-    def _record(
+    def record(
         self,
         choice: RouteChoice,
         outcome: str,
@@ -81,11 +87,11 @@ class CallBook:
             )
         )
 
-    def _record_racer(
+    def record_racer(
         self, racer: Racer, outcome: str, *, error: BaseException | None = None
     ) -> None:
         ttft = racer.first_token_at - racer.started if racer.first_token_at is not None else None
-        self._record(
+        self.record(
             racer.choice,
             outcome,
             started=racer.started,
@@ -94,13 +100,15 @@ class CallBook:
             ttft=ttft,
         )
 
-    def _summary(self) -> CallSummary:
-        winner_kind = self.winner.choice.kind if self.winner is not None else None
-        first_kind = self.routes[0].kind if self.routes else None
-        moved = self.winner is not None and (
-            self.winner.choice.route != self.routes[0].route
-            or len(self.attempts) > 1
-            or bool(self.seams)
+    def track_delivered(self, delta: Delta) -> None:
+        self.delivered_content += delta.content
+        self.delivered_thinking += delta.thinking
+
+    def summary(self, winner: Racer | None, routes: Sequence[RouteChoice]) -> CallSummary:
+        winner_kind = winner.choice.kind if winner is not None else None
+        first_kind = routes[0].kind if routes else None
+        moved = winner is not None and (
+            winner.choice.route != routes[0].route or len(self.attempts) > 1 or bool(self.seams)
         )
         cost: float | None
         if winner_kind == "local" and not self.seams:
@@ -115,15 +123,23 @@ class CallBook:
             cost_usd=cost,
             ttft_s=self.ttft_s,
             total_s=self.clock() - self.started,
-            ignored=list(self.winner.stats.extra.get("unsupported", []))
-            if self.winner is not None
-            else [],
+            ignored=list(winner.stats.extra.get("unsupported", [])) if winner is not None else [],
         )
 
-    def _exhausted(self) -> AllRoutesFailedError:
-        last = self.last_error
+    def exhausted(self, routes: Sequence[RouteChoice], last: BaseException | None) -> DsollamaError:
+        """The error that ends a call no route could answer.
+
+        When every route tried failed for one reason, that reason's own class (a
+        `ModelNotFoundError`, a `BusyError`…) carrying ``attempts``, so ``except`` clauses
+        for it work; when they failed for different reasons, `AllRoutesFailedError`.
+        """
+        failed = [a for a in self.attempts if a.error is not None and a.outcome != "skipped"]
+        reasons = {a.error for a in failed}
+        if isinstance(last, BackendError) and len(reasons) == 1 and type(last).__name__ in reasons:
+            last.attempts = list(self.attempts)
+            return last
         tried_local = any(a.kind == "local" for a in self.attempts)
-        has_hosted = any(c.kind == "hosted" for c in self.routes)
+        has_hosted = any(c.kind == "hosted" for c in routes)
         hint = None
         if isinstance(last, DsollamaError) and last.hint:
             hint = last.hint
@@ -136,11 +152,15 @@ class CallBook:
 
     # -- the record -------------------------------------------------------------------------
 
-    def _emit_record(
-        self, final: Delta | None, answer: list[Delta], error: BaseException | None
+    def emit(
+        self,
+        final: Delta | None,
+        answer: list[Delta],
+        error: BaseException | None,
+        served: ServedBy | None,
     ) -> None:
         ok = error is None and final is not None
-        served = self.winner.choice.served_by() if (self.winner is not None and ok) else None
+        served = served if ok else None
         summary_ttft = self.ttft_s
         total = self.clock() - self.started
         content = self.delivered_content if self.spec.stream else "".join(d.content for d in answer)
@@ -187,7 +207,7 @@ class CallBook:
         _log_line(rec)
         if not self.controls.log:
             return
-        for sink in self.router.sinks:
+        for sink in self.sinks:
             try:
                 sink.record(rec)
             except Exception:  # a sink must never break a call

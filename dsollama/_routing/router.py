@@ -1,24 +1,25 @@
 """The router: the routing state of a client, and the plan for each call.
 
-The journey of one call is `run.CallRun`; what it records is `record.CallBook`.
-Overall:
+The journey of one call is `run.CallRun` (its record is a `record.CallBook`); the order
+of (route, model) candidates is `plan.plan_candidates`, one table for every door.
+Overall, for each call:
 
-For each call it plans an ordered list of routes (by policy and privacy), then:
-
-1. skips routes that cannot help right now — breaker open, predicted first token past the
-   budget (local admission, see `admission.py`), prompt larger than the local context,
-   images for the hosted route — recording why;
-2. starts the first usable route in a *reader task* that pulls `Delta`s from the backend
-   into a queue, under a watchdog for the gap between chunks and the total deadline;
-3. waits for the first token within the first-token budget when another route exists;
-   past the budget it moves on (cancelling the slow route) or, with hedging, races both
-   and keeps whichever produces a token first;
-4. on failure asks `policy.classify` what to do: retry (full-jitter backoff, Retry-After
-   clamped, process-wide retry budget), next route, or raise;
-5. commits to the route that produced the first token. A non-streaming caller has seen
+1. plan the candidates (by policy and privacy; see `plan.py`), then skip those that
+   cannot help right now — breaker open, predicted first token past the budget
+   (admission, see `admission.py`), prompt larger than the route's context, a capability
+   the call needs and the route lacks — recording why;
+2. start the first usable candidate in a *reader task* that pulls `Delta`s from the
+   backend into a queue, under a watchdog for the gap between chunks and the total
+   deadline;
+3. wait for the first token within the first-token budget when another route exists;
+   past the budget move on (cancelling the slow route) or, with hedging, race both and
+   keep whichever produces a token first;
+4. on failure ask `policy.classify` what to do: retry (full-jitter backoff, Retry-After
+   clamped, the client's retry budget), next route, or raise;
+5. commit to the route that produced the first token. A non-streaming caller has seen
    nothing yet, so later failures are still retried or moved elsewhere. A streaming
    caller has, so a later failure raises `StreamInterruptedError` with the partial text,
-   or — when allowed — continues on the hosted route by prefix completion (a `Seam`).
+   or — when allowed — continues on a route that can continue a prefix (a `Seam`).
 
 Every call ends in exactly one `CallRecord` for the sinks and one INFO log line.
 """
@@ -30,15 +31,15 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from .._backends import Backend, CallSpec
+from .._backends import Backend, CallSpec, EmbedSpec
 from .._catalogue import Catalogue, normalise_model_name
 from .._config import Settings
-from .._exceptions import (
-    DsollamaError,
-    MissingAPIKeyError,
-)
+from .._exceptions import DaemonUnreachableError, MissingAPIKeyError, ModelNotFoundError
+from .._types import EmbedResponse
 from .admission import HostedLoad, RouteLoad
 from .backoff import Breaker, RetryBudget
+from .embed import EmbedRun
+from .plan import Candidate, plan_candidates
 from .run import CallRun
 from .shapes import CallSink, Controls, RouteChoice, RoutedDelta, Skip
 
@@ -58,23 +59,28 @@ class Router:
         settings: Settings,
         catalogue: Catalogue,
         *,
-        local: Sequence[Backend],
-        hosted: Backend | None,
+        backends: Sequence[Backend],
         sinks: Sequence[CallSink] = (),
         budget: RetryBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.catalogue = catalogue
-        self.local = list(local)
-        self.hosted = hosted
+        self.backends = list(backends)
+        self._by_name = {b.route: b for b in self.backends}
         self.sinks = list(sinks)
-        self.budget = budget or shared_budget(settings)
-        self._clock = clock
+        self.budget = budget or RetryBudget(
+            ratio=settings.retry_budget_ratio, floor=settings.retry_budget_floor
+        )
+        self.clock = clock
         self._breakers: dict[str, Breaker] = {}
         self._loads: dict[tuple[str, str], RouteLoad] = {}
         self._hosted_loads: dict[str, HostedLoad] = {}
         self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def private_routes(self) -> list[Backend]:
+        return [b for b in self.backends if b.kind == "local"]
 
     # -- shared state ---------------------------------------------------------------------
 
@@ -86,7 +92,7 @@ class Router:
                 threshold=s.breaker_threshold,
                 cooldown=s.breaker_cooldown,
                 cooldown_max=s.breaker_cooldown_max,
-                clock=self._clock,
+                clock=self.clock,
             )
             self._breakers[route] = breaker
         return breaker
@@ -96,29 +102,40 @@ class Router:
         load = self._loads.get(key)
         if load is None:
             budget = self.settings.first_token_timeout
+            backend = self._by_name.get(route)
+            slots = (backend.config.capacity if backend is not None else None) or 1
             load = RouteLoad(
-                slots=self.settings.local_slots,
+                slots=slots,
                 prompt_prior=min(0.5, budget / 4),
                 generation_prior=budget / 2,
-                clock=self._clock,
+                clock=self.clock,
             )
             self._loads[key] = load
         return load
 
+    def gate_for(self, choice: RouteChoice) -> HostedLoad | None:
+        """The client-side gate of a route that refuses work above its limit (a 429)."""
+        if choice.backend.config.over_capacity != "refuses":
+            return None
+        return self.hosted_load(choice.route)
+
     def load_for(self, choice: RouteChoice) -> RouteLoad:
         """The queue model of the route a choice goes to."""
-        if choice.kind == "hosted":
-            return self.hosted_load(choice.route)
+        gate = self.gate_for(choice)
+        if gate is not None:
+            return gate
         return self.load(choice.route, choice.model)
 
     def hosted_load(self, route: str) -> HostedLoad:
         load = self._hosted_loads.get(route)
         if load is None:
-            load = self._hosted_loads[route] = HostedLoad(limit=self.settings.hosted_concurrency)
+            backend = self._by_name.get(route)
+            limit = backend.config.capacity if backend is not None else None
+            load = self._hosted_loads[route] = HostedLoad(limit=limit)
         return load
 
     def status(self) -> dict[str, Any]:
-        """Breakers and local loads, for `dsollama status`, /readyz and debugging."""
+        """Breakers and loads, for `dsollama status`, /readyz and debugging."""
         return {
             "breakers": {route: vars(b.snapshot()) for route, b in self._breakers.items()},
             "local": {f"{r} {m}": vars(load.snapshot()) for (r, m), load in self._loads.items()},
@@ -130,46 +147,48 @@ class Router:
 
     # -- planning -------------------------------------------------------------------------
 
+    def _rank(self, candidate: Candidate) -> tuple[float, ...]:
+        """Within a tier: the route predicted to answer first, then the cheaper one."""
+        backend = self._by_name[candidate.route.name]
+        choice = RouteChoice(backend, candidate.model, candidate.thinking)
+        price = 0.0
+        if not candidate.route.private:
+            listed = candidate.route.prices.get(candidate.model)
+            if listed is not None:
+                price = listed.output
+            else:
+                catalogue_price = self.catalogue.price(candidate.model)
+                price = catalogue_price.output if catalogue_price is not None else 0.0
+        return (self.load_for(choice).predict_first_token(), price)
+
     def plan(self, spec: CallSpec, controls: Controls) -> list[RouteChoice]:
-        """Ordered routes for a call. Privacy first: no hosted route unless allowed."""
-        settings = self.settings
-        requested = spec.model
-        hosted_names = set(self.catalogue.hosted) | set(self.catalogue.retired_hosted)
-        asked_hosted = requested in hosted_names
-        if asked_hosted:
-            hosted_model = requested
-            catalogue_thinking = (
-                self.catalogue.hosted[requested].thinking_default
-                if requested in self.catalogue.hosted
-                else True
-            )
-        else:
-            hosted_model, catalogue_thinking = self.catalogue.hosted_for(
-                requested, settings.hosted_model_map
-            )
-            if settings.hosted_model:
-                hosted_model = settings.hosted_model
-        thinking = _hosted_thinking(spec.think, catalogue_thinking)
-        local_model = (
-            self.catalogue.local_for(hosted_model, thinking) if asked_hosted else requested
-        )
-
+        """Ordered (route, model) choices for a call. Privacy first (see `plan.py`)."""
         local_only = controls.local_only or controls.policy == "local-only"
-        hosted_allowed = not local_only and (controls.policy == "hosted-first" or settings.fallback)
-        if controls.policy == "hosted-first" and not local_only and self.hosted is None:
+        if (
+            controls.policy == "hosted-first"
+            and not local_only
+            and not any(b.kind == "hosted" for b in self.backends)
+        ):
             raise MissingAPIKeyError()
-
-        local_routes = [RouteChoice(b, local_model, None) for b in self.local]
-        # Several hosts share load: the one predicted to answer first goes first.
-        local_routes.sort(key=lambda c: self.load(c.route, c.model).predict_first_token())
-        hosted_routes = (
-            [RouteChoice(self.hosted, hosted_model, thinking)]
-            if hosted_allowed and self.hosted is not None
-            else []
+        candidates, _ = plan_candidates(
+            spec.model,
+            [b.config for b in self.backends],
+            catalogue=self.catalogue,
+            settings=self.settings,
+            policy=controls.policy,
+            local_only=local_only,
+            think=spec.think,
+            fallback_models=controls.fallback_models,
+            rank=self._rank,
         )
-        if controls.policy == "hosted-first" and not local_only:
-            return hosted_routes + (local_routes if settings.fallback else [])
-        return local_routes + hosted_routes
+        if not candidates and self.backends:
+            error = ModelNotFoundError(spec.model, message=f"no route serves model {spec.model!r}")
+            error.hint = (
+                f"pull it (`dsollama pull {spec.model}`), or connect it to a route "
+                "(hosted_model_map, a route's model_map; `dsollama routes` lists them)"
+            )
+            raise error
+        return [RouteChoice(self._by_name[c.route.name], c.model, c.thinking) for c in candidates]
 
     def viable(self, choice: RouteChoice) -> bool:
         """Could this route take a request now (without using up a half-open probe)?"""
@@ -178,20 +197,26 @@ class Router:
     async def skip_reason(
         self, choice: RouteChoice, spec: CallSpec, controls: Controls, *, has_alternative: bool
     ) -> Skip | None:
-        """Why not to try this route now for this call (None = try it)."""
-        if choice.kind == "hosted" and spec.has_images():
-            return Skip("images cannot go to the hosted route")
-        if choice.kind == "hosted" and has_alternative:
-            hosted = self.hosted_load(choice.route)
-            if hosted.at_capacity():
-                predicted = hosted.predict_first_token()
+        """Why not to try this route now for this call (None = try it).
+
+        Raises `DaemonUnreachableError` when a pre-flight question found nothing listening:
+        that is the attempt's answer, and the call moves on without another connect.
+        """
+        gap = _capability_gap(choice, spec)
+        if gap is not None:
+            return Skip(gap)
+        gate = self.gate_for(choice)
+        if gate is not None:
+            if has_alternative and gate.at_capacity():
+                predicted = gate.predict_first_token()
                 if predicted > controls.first_token_timeout:
                     return Skip(
-                        f"hosted at its concurrency limit ({hosted.sent} sent, limit {hosted.limit}): "
+                        f"{choice.kind} at its concurrency limit ({gate.sent} sent, limit {gate.limit}): "
                         f"first token predicted in {predicted:.1f}s > {controls.first_token_timeout:.1f}s",
                         deferrable=True,
                     )
-        if choice.kind != "local" or not has_alternative:
+            return None
+        if not has_alternative:
             return None
         load = self.load(choice.route, choice.model)
         await self._check_warm(choice, load)
@@ -201,9 +226,11 @@ class Router:
             )
         predicted = load.predict_first_token()
         limit = controls.first_token_timeout
-        if controls.admission == "latency" and self.hosted is not None:
-            # Queueing for a hosted route at its concurrency limit is in the prediction.
-            limit = min(limit, self.hosted_load(self.hosted.route).predict_first_token())
+        if controls.admission == "latency":
+            # Queueing for a route at its concurrency limit is in the prediction.
+            for other in self.backends:
+                if other is not choice.backend and other.config.over_capacity == "refuses":
+                    limit = min(limit, self.hosted_load(other.route).predict_first_token())
         if predicted > limit:
             snap = load.snapshot()
             if load.cold and snap.in_flight == 0:
@@ -213,7 +240,7 @@ class Router:
                     deferrable=True,
                 )
             return Skip(
-                f"local busy: {snap.in_flight} in flight on {snap.slots} slot(s), "
+                f"{choice.kind} busy: {snap.in_flight} in flight on {snap.slots} slot(s), "
                 f"first token predicted in {predicted:.1f}s > {limit:.1f}s",
                 deferrable=True,
             )
@@ -221,11 +248,11 @@ class Router:
         if tokens > _SMALL_PROMPT_TOKENS:
             window = await _context_window(choice, spec)
             if window is not None and tokens > window:
-                return Skip(f"prompt ~{tokens} tokens > local context {window}")
+                return Skip(f"prompt ~{tokens} tokens > {choice.kind} context {window}")
         return None
 
     async def _check_warm(self, choice: RouteChoice, load: RouteLoad) -> None:
-        """Ask /api/ps whether an idle model is still loaded (a cold load can take minutes).
+        """Ask the server whether an idle model is still loaded (a cold load can take minutes).
 
         Only when nothing of ours is in flight and the model has not answered recently:
         a model that answered within Ollama's default keep-alive is still loaded.
@@ -235,41 +262,28 @@ class Router:
         idle = load.idle_for()
         if idle is not None and idle < _KEEP_ALIVE_GUESS_S:
             return
-        lookup = getattr(choice.backend, "loaded_models", None)
-        if lookup is None:
+        state = await choice.backend.model_state(choice.model)  # DaemonUnreachableError ends it
+        if state is None:
+            return  # the server cannot say; the call itself will find out
+        load.cold = state != "loaded"
+        load.missing = state == "missing"
+        if not load.cold or load.missing:
             return
-        try:
-            loaded: set[str] = await lookup()
-        except DsollamaError:
-            return  # the call itself will find out, at no extra cost
-        name = normalise_model_name(choice.model)
-        load.cold = name not in loaded
-        if not load.cold:
-            load.missing = False
-            return
-        installed = getattr(choice.backend, "installed_models", None)
-        if installed is not None:
-            try:
-                load.missing = name not in await installed()
-            except DsollamaError:
-                return
-            if load.missing:
-                return  # nothing to warm: it has to be pulled first
         if load.load.samples == 0:
             entry = self.catalogue.resolve(choice.model)
             if entry is not None and entry.size_bytes:
                 # Until a real load is seen: reading the weights at ~2 GB/s, plus start-up.
                 load.load.value = 1.0 + entry.size_bytes / 2e9
-        warm = getattr(choice.backend, "warm", None)
-        if warm is not None and not load.warming:
+        if not load.warming:
             # If this call goes elsewhere because the model is cold, load it now, so the
             # next calls can stay local (loading sends no content anywhere).
             load.warming = True
+            backend = choice.backend
 
             async def warm_up() -> None:
                 seconds: float | None = None
                 try:
-                    seconds = await warm(choice.model)
+                    seconds = await backend.warm(choice.model)
                 finally:
                     load.warmed(seconds)
 
@@ -282,13 +296,25 @@ class Router:
     def run(self, spec: CallSpec, controls: Controls) -> AsyncIterator[RoutedDelta]:
         return CallRun(self, spec, controls).execute()
 
+    async def embed(self, spec: EmbedSpec, controls: Controls) -> EmbedResponse:
+        return await EmbedRun(self, spec, controls).execute()
 
-def _hosted_thinking(think: bool | str | None, default: bool) -> bool:
-    if think is None:
-        return default
-    if isinstance(think, bool):
-        return think
-    return True  # a level ("low"/"high"/…) means thinking on
+    async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        for backend in self.backends:
+            await backend.aclose()
+
+
+def _capability_gap(choice: RouteChoice, spec: CallSpec) -> str | None:
+    caps = choice.backend.capabilities
+    if spec.has_images() and not caps.images:
+        return f"images cannot go to the {choice.kind} route ({choice.route})"
+    if spec.tools and not caps.tools:
+        return f"the {choice.kind} route {choice.route} has no tool calling"
+    if spec.operation == "generate" and spec.suffix and not caps.fim:
+        return f"the {choice.kind} route {choice.route} has no fill-in-the-middle (suffix=)"
+    return None
 
 
 def _estimate_prompt_tokens(spec: CallSpec) -> int:
@@ -314,20 +340,21 @@ def _estimate_prompt_tokens(spec: CallSpec) -> int:
 
 async def _context_window(choice: RouteChoice, spec: CallSpec) -> int | None:
     num_ctx = (spec.options or {}).get("num_ctx") if isinstance(spec.options, dict) else None
-    if isinstance(num_ctx, int) and num_ctx > 0:
+    if isinstance(num_ctx, int) and num_ctx > 0 and choice.backend.api == "ollama":
         return num_ctx
-    lookup = getattr(choice.backend, "context_window", None)
-    if lookup is None:
+    try:
+        return await choice.backend.context_window(choice.model)
+    except DaemonUnreachableError:
+        raise
+    except Exception:  # a context lookup must never fail a call; the call finds out
         return None
-    window = await lookup(choice.model)
-    return int(window) if window is not None else None
 
 
 _SHARED_BUDGETS: dict[tuple[float, int], RetryBudget] = {}
 
 
 def shared_budget(settings: Settings) -> RetryBudget:
-    """The process-wide retry budget (one per budget setting), shared by every client."""
+    """The process-wide retry budget (one per budget setting), for clients that share one."""
     key = (settings.retry_budget_ratio, settings.retry_budget_floor)
     budget = _SHARED_BUDGETS.get(key)
     if budget is None:

@@ -7,20 +7,23 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 from .._backends import CallSpec
+from .._config import Settings
 from .._delta import Delta
 from .._exceptions import (
     AllRoutesFailedError,
+    BackendError,
     BackendTimeoutError,
+    DaemonUnreachableError,
     IncompleteResponseError,
     StreamInterruptedError,
     UnsupportedRequestError,
     redact,
 )
+from .._routes import route_cost
 from .._types import HostedUsage, Seam
-from .backoff import Breaker, backoff_delay
+from .backoff import Breaker, RetryBudget, backoff_delay
 from .deadline import Watchdog
 from .policy import Action, BreakerEffect, Decision, classify
 from .record import CallBook
@@ -31,20 +34,53 @@ from .shapes import (
     Racer,
     RouteChoice,
     RoutedDelta,
+    RunContext,
     Skip,
     merge_deltas,
 )
 
-if TYPE_CHECKING:
-    from .router import Router
-
-__all__ = ["CallRun", "breaker_reason"]
+__all__ = ["CallRun", "breaker_reason", "retry_delay"]
 
 log = logging.getLogger("dsollama")
 
 # 401 keeps the hosted route off for the rest of the process; 402 for a long while.
 _DISABLE_SESSION_S = 10 * 365 * 24 * 3600.0
 _DISABLE_LONG_S = 3600.0
+
+
+def retry_delay(
+    decision: Decision,
+    attempt_no: int,
+    *,
+    settings: Settings,
+    remaining: float,
+    budget: RetryBudget,
+    gated: bool,
+    alternative: bool,
+    book: CallBook,
+) -> float | None:
+    """Seconds to wait before attempt ``attempt_no + 1`` on the same route, or None to move on."""
+    if decision.action is not Action.RETRY or attempt_no >= settings.max_attempts:
+        return None
+    delay = backoff_delay(
+        attempt_no,
+        base=settings.backoff_base,
+        cap=settings.backoff_cap,
+        retry_after=decision.retry_after,
+        retry_after_cap=settings.retry_after_cap,
+    )
+    if delay >= remaining:
+        return None
+    if (
+        decision.retry_after is not None
+        and decision.retry_after > settings.retry_after_cap
+        and alternative
+    ):
+        return None  # the server wants longer than we would wait: go elsewhere now
+    if not gated and not budget.try_spend():
+        book.note_reason(f"{decision.reason}; retry budget exhausted")
+        return None
+    return delay
 
 
 def breaker_reason(breaker: Breaker) -> str:
@@ -54,11 +90,20 @@ def breaker_reason(breaker: Breaker) -> str:
     return f"breaker open for {snap.retry_in:.0f}s ({snap.reason})"
 
 
-class CallRun(CallBook):
-    """One call's journey through the routes (its records are kept by `CallBook`)."""
+class CallRun:
+    """One call's journey through the routes (its records are kept by a `CallBook`)."""
 
-    def __init__(self, router: Router, spec: CallSpec, controls: Controls) -> None:
-        super().__init__(router, spec, controls)
+    def __init__(self, router: RunContext, spec: CallSpec, controls: Controls) -> None:
+        self.router = router
+        self.spec = spec
+        self.controls = controls
+        self.settings = router.settings
+        self.clock = router.clock
+        self.book = CallBook(spec, controls, clock=router.clock, sinks=router.sinks)
+        self.started = self.book.started
+        self.routes: list[RouteChoice] = []
+        self.winner: Racer | None = None
+        self.last_error: BaseException | None = None
         self.deadline = self.started + controls.total_timeout
         self.next_index = 0
         self.racers: list[Racer] = []
@@ -90,7 +135,7 @@ class CallRun(CallBook):
                     continue
                 delta = item
                 if self.spec.stream:
-                    self._track_delivered(delta)
+                    self.book.track_delivered(delta)
                 else:
                     answer.append(delta)
                 if delta.done:
@@ -100,7 +145,7 @@ class CallRun(CallBook):
                     yield RoutedDelta(delta, racer.choice.served_by())
                 item = await self._next_item(racer)
             self._succeed(racer, final)
-            summary = self._summary()
+            summary = self.book.summary(self.winner, self.routes)
             out = merge_deltas(answer) if not self.spec.stream else final
             delivered = True
             yield RoutedDelta(out, racer.choice.served_by(), summary)
@@ -112,7 +157,12 @@ class CallRun(CallBook):
             raise
         finally:
             await self._cancel_all("cancelled")
-            self._emit_record(final, answer, outcome_error)
+            self.book.emit(
+                final,
+                answer,
+                outcome_error,
+                self.winner.choice.served_by() if self.winner is not None else None,
+            )
 
     # -- acquiring a route that produces a first token -------------------------------------
 
@@ -120,10 +170,10 @@ class CallRun(CallBook):
         """Start routes until one produces its first token (or raise when none can)."""
         while True:
             if not self.racers and not await self._start_next():
-                raise self._exhausted()
+                raise self.book.exhausted(self.routes, self.last_error)
             if self.remaining() <= 0:
                 await self._fail_racers_on_deadline()
-                raise self._exhausted()
+                raise self.book.exhausted(self.routes, self.last_error)
             newest = self.racers[-1]
             wait = self.remaining()
             budget_applies = not newest.budget_spent and self._alternative_after()
@@ -155,16 +205,22 @@ class CallRun(CallBook):
             # The breaker first: an open one means not even a cheap probe goes to the route.
             skip = Skip(breaker_reason(breaker)) if breaker.snapshot().state == "open" else None
             if skip is None:
-                skip = await self.router.skip_reason(
-                    choice, self.spec, self.controls, has_alternative=self._alternative_after()
-                )
+                try:
+                    skip = await self.router.skip_reason(
+                        choice, self.spec, self.controls, has_alternative=self._alternative_after()
+                    )
+                except DaemonUnreachableError as error:
+                    # A pre-flight question found nothing listening: that is this route's
+                    # answer for the call; no second connect to learn it again.
+                    self._preflight_failed(choice, error)
+                    continue
             if skip is None and not breaker.allow():
                 skip = Skip(breaker_reason(breaker))
             if skip is not None:
-                self._record(
+                self.book.record(
                     choice, "skipped", detail=skip.reason, started=self.clock(), wall=time.time()
                 )
-                self._note_reason(skip.reason)
+                self.book.note_reason(skip.reason)
                 if skip.deferrable:
                     self.deferred.append(choice)
                 continue
@@ -180,6 +236,14 @@ class CallRun(CallBook):
             racer.budget_spent = True
             return True
         return False
+
+    def _preflight_failed(self, choice: RouteChoice, error: DaemonUnreachableError) -> None:
+        self.last_error = error
+        decision = classify(error, kind=choice.kind)
+        self.router.breaker(choice.route).record_failure(decision.reason, open_now=True)
+        now = self.clock()
+        self.book.record(choice, "fallback", started=now, wall=time.time(), error=error)
+        self.book.note_reason(decision.reason)
 
     def _start(
         self, choice: RouteChoice, *, attempt_no: int, continuation: tuple[str, str] | None = None
@@ -225,14 +289,14 @@ class CallRun(CallBook):
             reason, phase="first_token", route=racer.choice.route, seconds=budget
         )
         if self.controls.hedge:
-            self._note_reason(reason)
+            self.book.note_reason(reason)
             racer.budget_spent = True
             if not await self._start_next():
                 return
         elif self._staying_is_faster(racer):
             racer.budget_spent = True  # knowingly queued, and nothing else would be sooner
         else:
-            self._note_reason(reason)
+            self.book.note_reason(reason)
             await self._stop(racer, "fallback", error=error)
             self._apply_breaker(racer, classify(error, kind=racer.choice.kind))
 
@@ -263,12 +327,14 @@ class CallRun(CallBook):
         self._apply_breaker(racer, decision)
         self._finish_load(racer, ok=False)
         if decision.action is Action.RAISE:
-            self._record_racer(racer, "failed", error=error)
+            self.book.record_racer(racer, "failed", error=error)
+            if isinstance(error, BackendError):
+                error.attempts = list(self.book.attempts)
             raise error
         gated = getattr(error, "concurrency_limit", None) is not None
         delay = self._retry_delay(racer, decision, gated=gated)
-        self._record_racer(racer, "retry" if delay is not None else "fallback", error=error)
-        self._note_reason(decision.reason, error)
+        self.book.record_racer(racer, "retry" if delay is not None else "fallback", error=error)
+        self.book.note_reason(decision.reason)
         if decision.loud:
             log.warning(
                 "dsollama: %s on %s: %s", decision.reason, racer.choice.route, redact(str(error))
@@ -287,30 +353,18 @@ class CallRun(CallBook):
         ``gated``: the server stated its concurrency limit, so the retry waits at the
         client-side gate and adds no load — it does not spend the retry budget.
         """
-        if decision.action is not Action.RETRY or self.racers:
+        if self.racers:
             return None  # while another racer is still running, don't retry this one
-        if racer.attempt_no >= self.settings.max_attempts:
-            return None
-        s = self.settings
-        delay = backoff_delay(
+        return retry_delay(
+            decision,
             racer.attempt_no,
-            base=s.backoff_base,
-            cap=s.backoff_cap,
-            retry_after=decision.retry_after,
-            retry_after_cap=s.retry_after_cap,
+            settings=self.settings,
+            remaining=self.remaining(),
+            budget=self.router.budget,
+            gated=gated,
+            alternative=self._alternative_after(),
+            book=self.book,
         )
-        if delay >= self.remaining():
-            return None
-        if (
-            decision.retry_after is not None
-            and decision.retry_after > s.retry_after_cap
-            and self._alternative_after()
-        ):
-            return None  # the server wants longer than we would wait: go elsewhere now
-        if not gated and not self.router.budget.try_spend():
-            self._note_reason(f"{decision.reason}; retry budget exhausted")
-            return None
-        return delay
 
     async def _won(self, racer: Racer) -> None:
         for other in list(self.racers):
@@ -318,8 +372,8 @@ class CallRun(CallBook):
                 await self._stop(other, "lost-race")
         self.racers = [racer]
         self.winner = racer
-        if self.ttft_s is None:
-            self.ttft_s = self.clock() - self.started
+        if self.book.ttft_s is None:
+            self.book.ttft_s = self.clock() - self.started
 
     # -- after the first token --------------------------------------------------------------
 
@@ -333,7 +387,9 @@ class CallRun(CallBook):
         self, racer: Racer, error: BaseException, answer: list[Delta]
     ) -> tuple[Racer, QueueItem]:
         """The committed route failed mid-answer."""
-        if not self.spec.stream or not (self.delivered_content or self.delivered_thinking):
+        if not self.spec.stream or not (
+            self.book.delivered_content or self.book.delivered_thinking
+        ):
             # The caller has seen nothing of this answer: start over, as before the first token.
             answer.clear()
             await self._handle_failure(racer, error)
@@ -344,38 +400,42 @@ class CallRun(CallBook):
         self._learn(racer, error)
         self._apply_breaker(racer, decision)
         self._finish_load(racer, ok=False)
-        self._note_reason(decision.reason, error)
-        target = self._continuation_route()
+        self.book.note_reason(decision.reason)
+        target = self._continuation_route(racer.choice)
         if decision.action is not Action.RAISE and target is not None:
-            self._record_racer(racer, "fallback", error=error)
-            self.seams.append(
+            self.book.record_racer(racer, "fallback", error=error)
+            self.book.seams.append(
                 Seam(
-                    at_char=len(self.delivered_content),
+                    at_char=len(self.book.delivered_content),
                     from_route=racer.choice.route,
                     to_route=target.route,
                     reason=decision.reason,
                 )
             )
-            partial = (self.delivered_content, self.delivered_thinking)
+            partial = (self.book.delivered_content, self.book.delivered_thinking)
             self._start(target, attempt_no=1, continuation=partial)
             return await self._acquire_continuation()
-        self._record_racer(racer, "failed", error=error)
+        self.book.record_racer(racer, "failed", error=error)
         raise StreamInterruptedError(
-            f"the answer broke after {len(self.delivered_content)} characters: {decision.reason} "
+            f"the answer broke after {len(self.book.delivered_content)} characters: {decision.reason} "
             f"({type(error).__name__}: {redact(str(error))})",
-            partial_text=self.delivered_content,
-            partial_thinking=self.delivered_thinking,
-            attempts=self.attempts,
+            partial_text=self.book.delivered_content,
+            partial_thinking=self.book.delivered_thinking,
+            attempts=self.book.attempts,
             hint=None
-            if self.controls.continue_stream
-            else "pass continue_stream=True to continue broken answers on the hosted route",
+            if self.controls.on_broken_stream != "raise"
+            else "pass continue_stream=True (on_broken_stream='continue'), or on_broken_stream='restart', to recover broken answers on another route",
         ) from error
 
-    def _continuation_route(self) -> RouteChoice | None:
-        if not self.controls.continue_stream:
+    def _continuation_route(self, broken: RouteChoice) -> RouteChoice | None:
+        if self.controls.on_broken_stream != "continue":
             return None
         for choice in self.routes:
-            if choice.kind == "hosted" and self.router.viable(choice):
+            if (
+                choice.route != broken.route
+                and choice.backend.capabilities.continuation
+                and self.router.viable(choice)
+            ):
                 return choice
         return None
 
@@ -385,22 +445,18 @@ class CallRun(CallBook):
         found, item = await self._first_item(max(self.remaining(), 0.0))
         if found is None or item is None:
             await self._fail_racers_on_deadline()
-            raise self._exhausted()
+            raise self.book.exhausted(self.routes, self.last_error)
         if isinstance(item, Failure):
             self.racers.remove(racer)
-            self._record_racer(racer, "failed", error=item.error)
+            self.book.record_racer(racer, "failed", error=item.error)
             raise StreamInterruptedError(
                 f"the answer broke and could not be continued: {type(item.error).__name__}: {redact(str(item.error))}",
-                partial_text=self.delivered_content,
-                partial_thinking=self.delivered_thinking,
-                attempts=self.attempts,
+                partial_text=self.book.delivered_content,
+                partial_thinking=self.book.delivered_thinking,
+                attempts=self.book.attempts,
             ) from item.error
         self.winner = racer
         return racer, item
-
-    def _track_delivered(self, delta: Delta) -> None:
-        self.delivered_content += delta.content
-        self.delivered_thinking += delta.thinking
 
     # -- the reader task ------------------------------------------------------------------
 
@@ -417,7 +473,7 @@ class CallRun(CallBook):
         got_first = False
         saw_done = False
         stream: AsyncIterator[Delta] | None = None
-        gate = self.router.hosted_load(choice.route) if choice.kind == "hosted" else None
+        gate = self.router.gate_for(choice)
         holding = False
         try:
             watchdog.arm(self.remaining(), "total")
@@ -474,11 +530,10 @@ class CallRun(CallBook):
     def _open(self, racer: Racer) -> AsyncIterator[Delta]:
         choice = racer.choice
         if racer.continuation is not None:
-            continue_stream = getattr(choice.backend, "continue_stream", None)
-            if continue_stream is None:
+            if not choice.backend.capabilities.continuation:
                 raise UnsupportedRequestError(f"{choice.route} cannot continue a broken answer")
             content, thinking = racer.continuation
-            opened: AsyncIterator[Delta] = continue_stream(
+            opened: AsyncIterator[Delta] = choice.backend.continue_stream(
                 self.spec,
                 model=choice.model,
                 thinking=choice.thinking,
@@ -505,7 +560,7 @@ class CallRun(CallBook):
         self._finish_load(racer, ok=False)
         if outcome in ("lost-race", "fallback", "cancelled"):
             self.router.breaker(racer.choice.route).release_probe()
-        self._record_racer(racer, outcome, error=error)
+        self.book.record_racer(racer, outcome, error=error)
 
     async def _cancel_all(self, outcome: str) -> None:
         for racer in list(self.racers):
@@ -519,7 +574,7 @@ class CallRun(CallBook):
             f"the call's total deadline of {self.controls.total_timeout:g}s passed", phase="total"
         )
         self.last_error = error
-        self._note_reason("total deadline passed")
+        self.book.note_reason("total deadline passed")
         for racer in list(self.racers):
             await self._stop(racer, "failed", error=error)
 
@@ -532,8 +587,9 @@ class CallRun(CallBook):
     def _learn(self, racer: Racer, error: BaseException) -> None:
         """What a failure teaches about the route beyond its breaker."""
         limit = getattr(error, "concurrency_limit", None)
-        if isinstance(limit, int) and racer.choice.kind == "hosted":
-            self.router.hosted_load(racer.choice.route).learn_limit(limit)
+        gate = self.router.gate_for(racer.choice)
+        if isinstance(limit, int) and gate is not None:
+            gate.learn_limit(limit)
 
     def _apply_breaker(self, racer: Racer, decision: Decision) -> None:
         breaker = self.router.breaker(racer.choice.route)
@@ -553,22 +609,22 @@ class CallRun(CallBook):
         self.router.breaker(racer.choice.route).record_success()
         load_s = (final.load_duration_ns or 0) / 1e9 if final is not None else None
         self._finish_load(racer, ok=True, load_s=load_s)
-        self._record_racer(racer, "ok")
+        self.book.record_racer(racer, "ok")
         if racer in self.racers:
             self.racers.remove(racer)
-        if final is not None and racer.choice.kind == "hosted":
-            self.usage = HostedUsage(
+        if final is not None and racer.choice.backend.api == "openai":
+            self.book.usage = HostedUsage(
                 prompt_tokens=final.prompt_tokens or 0,
                 completion_tokens=final.completion_tokens or 0,
                 reasoning_tokens=final.reasoning_tokens or 0,
                 cached_tokens=final.cached_tokens or 0,
             )
-            cost = self.router.catalogue.cost_usd(
+            cost = route_cost(
+                racer.choice.backend.config,
                 racer.choice.model,
-                prompt_tokens=self.usage.prompt_tokens,
-                completion_tokens=self.usage.completion_tokens,
-                cached_tokens=self.usage.cached_tokens,
+                self.book.usage,
+                self.router.catalogue,
             )
             if cost is not None:
-                self.cost_usd += cost
-                self.cost_known = True
+                self.book.cost_usd += cost
+                self.book.cost_known = True

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-from .._backends import Backend, StreamStats
-from .._config import Policy
+from .._backends import Backend, CallSpec, StreamStats
+from .._catalogue import Catalogue
+from .._config import Policy, Settings
 from .._delta import Delta
 from .._types import Attempt, CallRecord, HostedUsage, Seam, ServedBy
-from .admission import RouteLoad, Ticket
-from .backoff import RetryBudget
+from .admission import HostedLoad, RouteLoad, Ticket
+from .backoff import Breaker, RetryBudget
 
 __all__ = [
     "CallSink",
@@ -23,6 +24,7 @@ __all__ = [
     "Racer",
     "RouteChoice",
     "RoutedDelta",
+    "RunContext",
     "Skip",
     "merge_deltas",
 ]
@@ -35,20 +37,24 @@ class CallSink(Protocol):
     def record(self, rec: CallRecord) -> None: ...
 
 
+BrokenStream = Literal["raise", "continue", "restart"]
+
+
 @dataclass(frozen=True)
 class Controls:
-    """Per-call routing controls, resolved from arguments and settings."""
+    """Per-call routing controls, resolved from arguments and settings (`_call.py`)."""
 
     policy: Policy
     local_only: bool
     first_token_timeout: float
     gap_timeout: float
     total_timeout: float
-    continue_stream: bool
-    hedge: bool
+    on_broken_stream: BrokenStream = "raise"
+    hedge: bool = False
     admission: Literal["budget", "latency"] = "budget"
     log: bool = True
     source: str = "library"
+    fallback_models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class RouteChoice:
         if cached is None:
             cached = ServedBy(
                 kind=self.backend.kind,
+                api=self.backend.api,
                 route=self.backend.route,
                 endpoint=self.backend.endpoint,
                 model=self.model,
@@ -88,6 +95,33 @@ class RouteChoice:
             )
             object.__setattr__(self, "_served_by", cached)
         return cached
+
+
+class RunContext(Protocol):
+    """What one call's run needs from its router (the router is the one implementation)."""
+
+    settings: Settings
+    catalogue: Catalogue
+    clock: Callable[[], float]
+    sinks: list[CallSink]
+    budget: RetryBudget
+    backends: list[Backend]
+
+    def plan(self, spec: CallSpec, controls: Controls) -> list[RouteChoice]: ...
+
+    async def skip_reason(
+        self, choice: RouteChoice, spec: CallSpec, controls: Controls, *, has_alternative: bool
+    ) -> Skip | None: ...
+
+    def breaker(self, route: str) -> Breaker: ...
+
+    def viable(self, choice: RouteChoice) -> bool: ...
+
+    def load_for(self, choice: RouteChoice) -> RouteLoad: ...
+
+    def gate_for(self, choice: RouteChoice) -> HostedLoad | None: ...
+
+    def hosted_load(self, route: str) -> HostedLoad: ...
 
 
 @dataclass
@@ -167,6 +201,3 @@ def merge_deltas(deltas: Sequence[Delta]) -> Delta:
         context=final.context,
     )
     return merged
-
-
-_SHARED_BUDGETS: dict[tuple[float, int], RetryBudget] = {}

@@ -177,7 +177,11 @@ def _response_error(
     if status == 404 and "model" in lowered and "not found" in lowered:
         found = _MODEL_IN_MESSAGE.search(text)
         name = model or (found.group(1) if found else "")
-        return ModelNotFoundError(name, route=route, message=f"model {name!r} not found on {host}")
+        return ModelNotFoundError(
+            name,
+            route=route,
+            message=f"model {name!r} not found: it is not on the daemon at {host}",
+        )
     if status == 503:
         return BusyError(
             f"the Ollama daemon at {host} is busy: {text}", route=route, status_code=503
@@ -250,12 +254,12 @@ def classify_local_error(
     elif isinstance(exc, (ConnectionError, httpx.ConnectError)):
         # ollama raises the builtin ConnectionError (non-streaming) or a raw
         # httpx.ConnectError (streaming) when nothing listens (Ollama API §6.3).
-        detail = str(exc) if isinstance(exc, httpx.ConnectError) else ""
-        error = DaemonUnreachableError(host, route=route, detail=redact(detail))
+        error = DaemonUnreachableError(host, route=route)
+    elif isinstance(exc, httpx.ConnectTimeout):
+        # Nothing accepted the connection in time: as good as nothing listening.
+        error = DaemonUnreachableError(host, route=route, detail="connection timed out")
     elif isinstance(exc, httpx.TimeoutException):
-        phase = (
-            "connect" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else read_phase
-        )
+        phase = "connect" if isinstance(exc, httpx.PoolTimeout) else read_phase
         error = BackendTimeoutError(
             f"the Ollama daemon at {host} timed out ({phase})", phase=phase, route=route
         )

@@ -136,6 +136,23 @@ def from_exception(exc: BaseException) -> ApiError:
         if isinstance(last, BadRequestError) and not isinstance(last, UnsupportedRequestError):
             return ApiError(400, _message(exc), headers=headers, extra=extra)
         return ApiError(503, _message(exc), code="all_routes_failed", headers=headers, extra=extra)
+    if (
+        isinstance(exc, BackendError)
+        and exc.attempts
+        and not isinstance(exc, (ModelNotFoundError, BadRequestError))
+    ):
+        # Every route tried failed for this one reason: still "no route could answer",
+        # which a client may retry later.
+        headers = {"x-dsollama-attempts": str(len(exc.attempts))}
+        if isinstance(exc, BusyError) and exc.retry_after is not None:
+            headers["retry-after"] = str(max(1, round(exc.retry_after)))
+        return ApiError(
+            503,
+            _message(exc),
+            code="all_routes_failed",
+            headers=headers,
+            extra={"attempts": _attempts(exc)},
+        )
     if isinstance(exc, ModelNotFoundError):
         return ApiError(404, _message(exc), code="model_not_found")
     if isinstance(exc, UnsupportedRequestError):

@@ -43,34 +43,26 @@ async def readyz(request: Request) -> Response:
     state = state_of(request)
     router = state.ai.router
     breakers = router.status()["breakers"]
-    probes = await asyncio.gather(*(_probe_local(state, b.endpoint) for b in router.local))
+    daemons = [b for b in router.backends if b.api == "ollama"]
+    probes = await asyncio.gather(*(_probe_local(state, b.endpoint) for b in daemons))
+    probed = dict(zip((b.route for b in daemons), probes, strict=True))
     routes: list[dict[str, Any]] = []
-    for backend, probe in zip(router.local, probes, strict=True):
+    for backend in router.backends:
         breaker = breakers.get(backend.route, {}).get("state", "closed")
-        routes.append(
-            {
-                "route": backend.route,
-                "kind": "local",
-                "endpoint": backend.endpoint,
-                "breaker": breaker,
-                **probe,
-                "usable": probe["reachable"] and breaker != "open",
-            }
-        )
-    if router.hosted is not None:
-        breaker = breakers.get(router.hosted.route, {}).get("state", "closed")
-        allowed = state.hosted_configured
-        routes.append(
-            {
-                "route": router.hosted.route,
-                "kind": "hosted",
-                "endpoint": router.hosted.endpoint,
-                "breaker": breaker,
-                "probed": False,
-                "allowed": allowed,
-                "usable": allowed and breaker != "open",
-            }
-        )
+        entry: dict[str, Any] = {
+            "route": backend.route,
+            "kind": backend.kind,
+            "api": backend.api,
+            "endpoint": backend.endpoint,
+            "breaker": breaker,
+        }
+        if backend.route in probed:
+            probe = probed[backend.route]
+            entry.update(probe, usable=probe["reachable"] and breaker != "open")
+        else:
+            allowed = backend.kind == "local" or state.hosted_configured
+            entry.update(probed=False, allowed=allowed, usable=allowed and breaker != "open")
+        routes.append(entry)
     ready = any(r["usable"] for r in routes)
     body = {
         "ready": ready,

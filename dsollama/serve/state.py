@@ -80,24 +80,15 @@ class ServeState:
         return Body(parse_json_object(raw))
 
     def controls(self, request: Request, model: str) -> dict[str, Any]:
-        """Per-call routing controls: the server's policy, a hosted model name, headers.
+        """Per-call routing controls from the request's headers, within the server's policy.
 
-        A model named like a hosted model (``deepseek-flash``) asks for the hosted model:
-        it goes hosted first and falls back to its local counterpart. A request may ask
-        for ``X-Dsollama-Local-Only: true`` or ``X-Dsollama-Policy``, but never widen a
-        local-only server.
+        Which route a model name goes to is the router's plan, the same as for the
+        library and the CLI. A request may ask for ``X-Dsollama-Local-Only: true`` or
+        ``X-Dsollama-Policy``, but never widen a local-only server.
         """
         if self.local_only:
             return {"local_only": True}
         out: dict[str, Any] = {}
-        catalogue = self.ai.catalogue
-        hosted_name = (
-            model in catalogue.hosted
-            or model in catalogue.retired_hosted
-            or model == self.ai.settings.hosted_model
-        )
-        if self.hosted_configured and hosted_name:
-            out["policy"] = "hosted-first"
         wanted = request.headers.get(POLICY_HEADER, "").strip().lower()
         if wanted:
             if wanted not in ("local-first", "hosted-first", "local-only"):
