@@ -1123,3 +1123,100 @@ def test_stop_ends_held_requests() -> None:
     fake.stop()
     thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+# -- answers a client must not take for a stream: JSON bodies, wrong types, HTML pages -----
+
+
+def test_json_body_answers_a_streaming_request_with_the_whole_completion(
+    fake: FakeDeepSeek, client: httpx.Client
+) -> None:
+    """json_body: stream=true, yet one application/json completion (a server or proxy that
+    ignored the flag), the same answer a non-streaming request gets."""
+    fake.add_fault(Fault("json_body"))
+    response = client.post("/chat/completions", json=chat(stream=True))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    message = body["choices"][0]["message"]
+    assert (message["content"], message["reasoning_content"]) == (ANSWER, THOUGHT)
+    assert body["choices"][0]["finish_reason"] == "stop"
+    # Used up: the next streaming request streams again.
+    again = client.post("/chat/completions", json=chat(stream=True))
+    assert again.headers["content-type"].startswith("text/event-stream")
+
+
+def test_json_body_on_fim_and_on_a_non_streaming_request(
+    fake: FakeDeepSeek, client: httpx.Client
+) -> None:
+    fake.add_fault(Fault("json_body"), Fault("json_body"))
+    fim = {"model": "deepseek-v4-pro", "prompt": "def f(", "stream": True}
+    answer = client.post(fake.beta_url + "/completions", json=fim)
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json()["object"] == "text_completion"
+    whole = client.post("/chat/completions", json=chat())
+    assert whole.json()["choices"][0]["message"]["content"] == ANSWER  # unchanged
+
+
+@pytest.mark.parametrize(("after", "field"), [(3, "reasoning_content"), (10, "content")])
+def test_wrong_type_puts_a_number_where_the_text_was_and_goes_on(
+    fake: FakeDeepSeek, client: httpx.Client, after: int, field: str
+) -> None:
+    """wrong_type: the event after N events carries its text as 42; the text it held is
+    missing from the stream, which still ends with a finish chunk and [DONE]."""
+    clean = events(client.post("/chat/completions", json=chat(stream=True)).content)
+    fake.add_fault(Fault("wrong_type", after_chunks=after))
+    items = events(client.post("/chat/completions", json=chat(stream=True)).content)
+    assert len(items) == len(clean)
+    assert items[after]["choices"][0]["delta"][field] == 42
+    assert items[-1] == "[DONE]"
+    assert items[-2]["choices"][0]["finish_reason"] == "stop"
+    lost = clean[after]["choices"][0]["delta"][field]
+    assert lost
+
+    def text(stream: list[Any]) -> str:
+        values = (e["choices"][0]["delta"].get(field) for e in stream if isinstance(e, dict))
+        return "".join(v for v in values if isinstance(v, str))
+
+    assert text(items) == text(clean[:after]) + text(clean[after + 1 :])
+
+
+def test_wrong_type_past_the_end_retypes_the_finish_chunk(
+    fake: FakeDeepSeek, client: httpx.Client
+) -> None:
+    fake.add_fault(Fault("wrong_type", after_chunks=10_000))
+    items = events(client.post("/chat/completions", json=chat(stream=True)).content)
+    assert items[-2]["choices"][0]["delta"]["content"] == 42
+    assert items[-2]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_wrong_type_non_streaming_and_fim(fake: FakeDeepSeek, client: httpx.Client) -> None:
+    fake.add_fault(Fault("wrong_type"), Fault("wrong_type", path="/beta/completions"))
+    message = client.post("/chat/completions", json=chat()).json()["choices"][0]["message"]
+    assert (message["content"], message["reasoning_content"]) == (42, 42)
+    fim = {"model": "deepseek-v4-pro", "prompt": "def f(", "stream": True}
+    items = events(client.post(fake.beta_url + "/completions", json=fim).content)
+    assert items[0]["choices"][0]["text"] == 42
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_html_body_is_a_proxy_page_with_status_200(
+    fake: FakeDeepSeek, anon: httpx.Client, stream: bool
+) -> None:
+    """html_body: a 200 text/html page before anything else (auth included), as a proxy
+    or captive portal answers in the API's place."""
+    fake.add_fault(Fault("html_body"))
+    response = anon.post("/chat/completions", json=chat(stream=stream))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert b"502 Bad Gateway" in response.content
+    assert fake.wait_for_in_flight(0)
+
+
+@pytest.mark.parametrize("kind", ["json_body", "wrong_type", "html_body"])
+def test_the_ollama_double_refuses_the_openai_format_faults(kind: str) -> None:
+    from dsollama.testing import FakeOllama
+
+    with pytest.raises(ValueError, match="belongs to the DeepSeek double"):
+        FakeOllama().add_fault(Fault(kind))  # type: ignore[arg-type]

@@ -21,7 +21,8 @@ from dsollama._exceptions import (
     ServerError,
     UnsupportedRequestError,
 )
-from dsollama._wire import hosted
+from dsollama._routing.policy import Action, classify
+from dsollama._wire import hosted, hosted_response, hosted_shapes
 from dsollama._wire.hosted import (
     BETA_CHAT_PATH,
     CHAT_PATH,
@@ -29,6 +30,7 @@ from dsollama._wire.hosted import (
     HostedRequest,
     HostedStreamDecoder,
     InsufficientResourceError,
+    answer_framing,
     build_chat_request,
     build_continuation_request,
     build_generate_request,
@@ -1018,3 +1020,319 @@ def test_route_is_carried() -> None:
 def test_non_integer_num_predict_is_a_bad_request() -> None:
     with pytest.raises(BadRequestError, match="num_predict"):
         chat(options={"num_predict": "lots"})
+
+
+# -- type rules: a wrong type is a malformed answer, never a skipped chunk ----------------------
+
+
+def choice(**fields: Any) -> dict[str, Any]:
+    return {"choices": [{"index": 0, **fields}]}
+
+
+@pytest.mark.parametrize(
+    ("bad", "path"),
+    [
+        ({"choices": "x"}, "choices must be a list of objects, got a string"),
+        ({"choices": [1]}, "choices[0] must be an object, got a number"),
+        ({"choices": None}, "choices must be a list of objects, got null"),
+        ({"id": "no choices, no usage"}, "choices must be a list of objects, got nothing"),
+        (choice(index="0"), "choices[0].index must be a non-negative integer"),
+        (choice(delta="Hi"), "choices[0].delta must be an object or null, got a string"),
+        (choice(delta={"content": 42}), "choices[0].delta.content must be a string or null"),
+        (choice(delta={"content": ["Hi"]}), "got a list"),
+        (choice(delta={"reasoning_content": 1}), "choices[0].delta.reasoning_content"),
+        (choice(delta={"reasoning": True}), "choices[0].delta.reasoning must be a string or null"),
+        (choice(message={"content": 42}), "choices[0].message.content"),
+        (choice(text=7), "choices[0].text must be a string or null"),
+        (choice(finish_reason=1), "choices[0].finish_reason must be a string or null"),
+        (choice(delta={"tool_calls": "f"}), "choices[0].delta.tool_calls must be a list"),
+        (choice(delta={"tool_calls": ["f"]}), "choices[0].delta.tool_calls[0] must be an object"),
+        (
+            choice(delta={"tool_calls": [{"index": 0, "function": "f"}]}),
+            "tool_calls[0].function must be an object or null",
+        ),
+        (
+            choice(delta={"tool_calls": [{"index": 0, "function": {"name": 5}}]}),
+            "tool_calls[0].function.name must be a string or null",
+        ),
+        (
+            choice(delta={"tool_calls": [{"index": 0, "function": {"arguments": {"a": 1}}}]}),
+            "tool_calls[0].function.arguments must be a string or null, got an object",
+        ),
+        (
+            choice(delta={"tool_calls": [{"index": 0, "id": 3, "function": {}}]}),
+            "tool_calls[0].id must be a string or null",
+        ),
+        (
+            choice(delta={"tool_calls": [{"index": -1, "function": {}}]}),
+            "tool_calls[0].index must be a non-negative integer",
+        ),
+        ({"choices": [], "usage": "x"}, "usage must be an object or null"),
+        ({"choices": [], "usage": {"prompt_tokens": "17"}}, "usage.prompt_tokens"),
+        ({"choices": [], "usage": {"completion_tokens": -1}}, "usage.completion_tokens"),
+        ({"choices": [], "usage": {"total_tokens": True}}, "got a boolean"),
+        ({"choices": [], "usage": {"completion_tokens": 2.5}}, "usage.completion_tokens"),
+        (
+            {"choices": [], "usage": {"prompt_tokens_details": 3}},
+            "usage.prompt_tokens_details must be an object or null",
+        ),
+        (
+            {"choices": [], "usage": {"completion_tokens_details": {"reasoning_tokens": "8"}}},
+            "usage.completion_tokens_details.reasoning_tokens",
+        ),
+    ],
+)
+def test_a_wrong_type_is_a_malformed_answer_naming_the_field(
+    bad: dict[str, Any], path: str
+) -> None:
+    with pytest.raises(ServerError, match="malformed hosted answer") as info:
+        HostedStreamDecoder(route="hosted").feed(bad)
+    error = info.value
+    assert path in str(error)
+    assert not isinstance(error, IncompleteResponseError)
+    assert error.route == "hosted"
+    assert error.hint
+    # The router retries it (and then moves on), as it does a malformed local chunk.
+    assert classify(error, kind="hosted").action is Action.RETRY
+
+
+def test_a_wrong_typed_chunk_mid_answer_says_how_much_arrived() -> None:
+    decoder = HostedStreamDecoder()
+    decoder.feed(chunk({"reasoning_content": "Hmm"}))
+    decoder.feed(chunk({"content": "The ans"}))
+    with pytest.raises(ServerError, match=r"chunk 3 after 7 characters of answer and 3 of") as info:
+        decoder.feed(chunk({"content": 42}))
+    assert "content must be a string or null, got a number" in str(info.value)
+    # Nothing after the bad chunk can turn the answer into a success.
+    assert not decoder.done
+
+
+def test_fields_nobody_reads_and_integral_floats_pass() -> None:
+    # OpenRouter adds a float cost and a boolean to usage; logprobs and role are not read.
+    usage = {
+        "prompt_tokens": 5.0,
+        "completion_tokens": 2,
+        "cost": 0.00014,
+        "is_byok": False,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": None},
+        "cost_details": {"upstream_inference_cost": None},
+    }
+    deltas = run(
+        HostedStreamDecoder(),
+        [
+            chunk({"role": None, "content": "ok"}),
+            {**chunk({"content": None}, finish="stop"), "usage": usage, "model": 7},
+        ],
+    )
+    assert deltas[-1].done
+    assert (deltas[-1].prompt_tokens, deltas[-1].completion_tokens) == (5, 2)
+
+
+def test_a_usage_only_chunk_may_have_no_choices() -> None:
+    decoder = HostedStreamDecoder()
+    decoder.feed(chunk({"content": "ok"}, finish="stop"))
+    final = decoder.feed({"usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+    assert final[-1].done
+    assert final[-1].completion_tokens == 1
+
+
+def test_a_streamed_tool_call_that_never_gets_a_name_is_malformed() -> None:
+    decoder = HostedStreamDecoder()
+    decoder.feed(chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}))
+    with pytest.raises(ServerError, match="tool call 0 never got a function name"):
+        decoder.feed(chunk({}, finish="tool_calls"))
+
+
+def test_a_whole_tool_call_without_a_name_is_malformed() -> None:
+    body = copy.deepcopy(REFERENCE_BODY)
+    del body["choices"][0]["message"]["tool_calls"][0]["function"]["name"]
+    with pytest.raises(ServerError, match=r"tool_calls\[0\] has no function name"):
+        decode_hosted_response(body)
+
+
+def test_a_whole_message_may_carry_decoded_arguments() -> None:
+    body = copy.deepcopy(REFERENCE_BODY)
+    body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = {"day": 1}
+    assert decode_hosted_response(body)[0].tool_calls[0].arguments == {"day": 1}
+
+
+# -- reasoning field names ------------------------------------------------------------------------
+
+
+def test_reasoning_is_read_from_either_field_name() -> None:
+    deltas = run(
+        HostedStreamDecoder(),
+        [
+            chunk({"reasoning": "OpenRouter and newer vLLM. "}),
+            chunk({"reasoning_content": "DeepSeek and llama-server."}),
+            chunk({"content": "Done."}, finish="stop"),
+        ],
+    )
+    assert (
+        "".join(d.thinking for d in deltas)
+        == "OpenRouter and newer vLLM. DeepSeek and llama-server."
+    )
+
+
+def test_reasoning_sent_under_both_names_is_not_doubled() -> None:
+    # vLLM during the rename fills both fields with the same text.
+    deltas = run(
+        HostedStreamDecoder(),
+        [
+            chunk({"reasoning": "think", "reasoning_content": "think"}),
+            chunk({"content": "ok"}, finish="stop"),
+        ],
+    )
+    assert "".join(d.thinking for d in deltas) == "think"
+
+
+def test_a_whole_message_with_reasoning_decodes() -> None:
+    body = copy.deepcopy(REFERENCE_BODY)
+    message = body["choices"][0]["message"]
+    message["reasoning"] = message.pop("reasoning_content")
+    assert decode_hosted_response(body)[0].thinking == "Chain of thought text"
+
+
+# -- a whole completion where a stream was expected -------------------------------------------------
+
+
+def test_a_whole_completion_gives_what_its_stream_gives() -> None:
+    message = REFERENCE_BODY["choices"][0]["message"]
+    call = message["tool_calls"][0]
+    streamed = run(
+        HostedStreamDecoder(),
+        [
+            chunk({"role": "assistant", "content": None, "reasoning_content": ""}),
+            chunk({"reasoning_content": message["reasoning_content"]}),
+            chunk({"content": message["content"]}),
+            chunk({"tool_calls": [{"index": 0, **call}]}),
+            {
+                **chunk({}, finish="tool_calls", usage=REFERENCE_BODY["usage"]),
+                "model": REFERENCE_BODY["model"],
+            },
+        ],
+    )
+    whole = decode_hosted_response(REFERENCE_BODY)
+
+    def summary(deltas: list[Delta]) -> tuple[Any, ...]:
+        final = deltas[-1]
+        return (
+            "".join(d.content for d in deltas),
+            "".join(d.thinking for d in deltas),
+            [c for d in deltas for c in d.tool_calls],
+            final.done,
+            final.done_reason,
+            final.model,
+            (
+                final.prompt_tokens,
+                final.completion_tokens,
+                final.reasoning_tokens,
+                final.cached_tokens,
+            ),
+        )
+
+    assert summary(whole) == summary(streamed)
+
+
+def test_a_completion_object_inside_a_stream_is_decoded_not_skipped() -> None:
+    # A server that sends the whole completion as one data event.
+    deltas = run(HostedStreamDecoder(), [REFERENCE_BODY])
+    assert "".join(d.content for d in deltas) == "Final answer text"
+    assert deltas[-1].done_reason == "tool_calls"
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (chunk({"content": "Hi"}, finish="stop"), "neither a message nor a text"),
+        ({"choices": [{"index": 0, "finish_reason": "stop"}]}, "neither a message nor a text"),
+        ({"object": "chat.completion"}, "no choices"),
+        ({"choices": [{"index": 1, "message": {"content": "x"}}]}, "neither a message nor a text"),
+    ],
+)
+def test_a_body_that_is_not_a_completion_is_malformed_never_empty(
+    body: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ServerError, match="not a chat or text completion") as info:
+        decode_hosted_response(body)
+    assert problem in str(info.value)
+
+
+def test_a_fim_completion_body_decodes_through_the_same_path() -> None:
+    body = {
+        "object": "text_completion",
+        "choices": [{"index": 0, "text": "return 1", "finish_reason": "stop"}],
+    }
+    assert [d.content for d in decode_hosted_response(body)] == ["return 1", ""]
+
+
+# -- in-band errors -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"error": {"message": "Too many requests", "code": 429}}, BusyError),
+        ({"error": {"message": "Server Overloaded", "status": 503}}, BusyError),
+        ({"error": {"message": "slow down", "code": "rate_limit_exceeded"}}, BusyError),
+        ({"object": "error", "message": "overloaded", "type": "x", "code": 503}, BusyError),
+        (
+            {"object": "error", "message": "bad", "type": "BadRequestError", "code": 400},
+            BadRequestError,
+        ),
+        ({"error": {}}, ServerError),
+        ({"error": ""}, ServerError),
+        ({"error": "runner died"}, ServerError),
+    ],
+)
+def test_an_error_object_mid_stream_is_raised_never_skipped(
+    payload: dict[str, Any], expected: type[Exception]
+) -> None:
+    decoder = HostedStreamDecoder()
+    decoder.feed(chunk({"content": "Part"}))
+    with pytest.raises(expected):
+        decoder.feed(payload)
+    assert not decoder.done
+
+
+def test_an_error_body_is_raised_as_classified() -> None:
+    with pytest.raises(BusyError):
+        decode_hosted_response({"error": {"message": "Server Overloaded", "code": 503}})
+
+
+# -- framing ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content_type", "framing"),
+    [
+        ("text/event-stream", "sse"),
+        ("Text/Event-Stream; charset=utf-8", "sse"),
+        (None, "sse"),
+        ("", "sse"),
+        ("application/json", "json"),
+        ("application/json; charset=utf-8", "json"),
+    ],
+)
+def test_answer_framing(content_type: str | None, framing: str) -> None:
+    assert answer_framing(content_type) == framing
+
+
+@pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "text/plain", "image/png"])
+def test_an_unexpected_content_type_is_a_server_error_that_names_it(content_type: str) -> None:
+    with pytest.raises(ServerError, match="Content-Type") as info:
+        answer_framing(content_type, route="hosted:x")
+    assert repr(content_type.split(";")[0]) in str(info.value)
+    assert info.value.route == "hosted:x"
+    assert classify(info.value, kind="hosted").action is Action.RETRY
+
+
+def test_a_long_content_type_is_bounded_in_the_message() -> None:
+    with pytest.raises(ServerError) as info:
+        answer_framing("x/" + "y" * 5000)
+    assert len(str(info.value)) < 200
+
+
+def test_shape_doctests() -> None:
+    assert doctest.testmod(hosted_shapes).failed == 0
+    assert doctest.testmod(hosted_response).failed == 0

@@ -151,3 +151,38 @@ def test_bare_json_error_line_is_classified() -> None:
     # A server that answers an error as plain JSON where SSE was expected.
     with pytest.raises(BusyError):
         SSEParser().feed_line(json.dumps({"error": {"message": "busy", "code": 429}}))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"error": {}},  # an empty error object is still an error, not a chunk to skip
+        {"error": ""},
+        {"object": "error", "message": "boom", "type": "InternalServerError", "code": 500},
+    ],
+)
+def test_every_error_shape_on_a_data_line_is_raised(payload: dict[str, object]) -> None:
+    with pytest.raises(ServerError):
+        SSEParser().feed_line("data: " + json.dumps(payload))
+
+
+def test_a_vllm_bare_error_object_is_classified_by_its_code() -> None:
+    line = "data: " + json.dumps({"object": "error", "message": "busy", "code": 503})
+    with pytest.raises(BusyError) as info:
+        SSEParser().feed_line(line)
+    assert info.value.status_code == 503
+
+
+def test_an_error_line_mid_stream_ends_the_stream() -> None:
+    # Nothing after an in-band error counts: the parser raises on the error line itself.
+    parser = SSEParser()
+    lines = [
+        'data: {"choices": [{"index": 0, "delta": {"content": "Part"}}]}',
+        "",
+        'data: {"error": {"message": "Too many requests", "code": 429}}',
+        "",
+        'data: {"choices": [{"index": 0, "delta": {"content": "more"}, "finish_reason": "stop"}]}',
+    ]
+    with pytest.raises(BusyError):
+        parser.feed_lines(lines)
+    assert parser.data_events == 1

@@ -10,7 +10,7 @@ holding a queued request open, reference §4) from a first token.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Literal
 
 import httpx
@@ -35,10 +35,13 @@ from .._types import RouteKind
 from .._wire.hosted import (
     HostedRequest,
     HostedStreamDecoder,
+    answer_framing,
     build_chat_request,
     build_continuation_request,
     build_generate_request,
     classify_hosted_error,
+    decode_hosted_response,
+    parse_hosted_body,
 )
 from .._wire.schema import validate_json_text
 from .._wire.sse import Comment, Data, Done, SSEParser
@@ -176,6 +179,19 @@ class HostedBackend:
                         secrets=(self._key,),
                         catalogue=self._catalogue,
                     )
+                framing = answer_framing(response.headers.get("content-type"), route=self.route)
+                if framing == "json":
+                    # A server or proxy that ignored stream=true: one whole completion,
+                    # possibly after blank-line filler. Decoded, never read as a stream
+                    # with no events (which would end as an empty "success").
+                    body = await response.aread()
+                    stats.filler += body[: len(body) - len(body.lstrip())].count(b"\n")
+                    whole = parse_hosted_body(body, route=self.route, secrets=(self._key,))
+                    for delta in self._checked(
+                        request, content, decode_hosted_response(whole, route=self.route)
+                    ):
+                        yield delta
+                    return
                 async for line in response.aiter_lines():
                     event = parser.feed_line(line)
                     if event is None:
@@ -188,17 +204,12 @@ class HostedBackend:
                     if isinstance(event, Done):
                         break
                     if isinstance(event, Data):
-                        for delta in decoder.feed(event.payload):
-                            content.append(delta.content)
-                            if delta.done:
-                                self._check_schema(request, "".join(content))
+                        for delta in self._checked(request, content, decoder.feed(event.payload)):
                             yield delta
                         # After the final delta only `[DONE]` follows: keep reading so the
                         # connection goes back to the pool instead of being dropped.
-                for delta in decoder.finish(keepalives=parser.keepalives_before_data):
-                    content.append(delta.content)
-                    if delta.done:
-                        self._check_schema(request, "".join(content))
+                finished = decoder.finish(keepalives=parser.keepalives_before_data)
+                for delta in self._checked(request, content, finished):
                     yield delta
         except httpx.ConnectError as exc:
             raise DaemonUnreachableError(
@@ -221,6 +232,16 @@ class HostedBackend:
                 f"{self.route}: {type(exc).__name__}: {redact(str(exc), (self._key,))}",
                 route=self.route,
             ) from exc
+
+    def _checked(
+        self, request: HostedRequest, content: list[str], deltas: list[Delta]
+    ) -> Iterator[Delta]:
+        """The deltas, noting their text in ``content`` and checking the schema at the end."""
+        for delta in deltas:
+            content.append(delta.content)
+            if delta.done:
+                self._check_schema(request, "".join(content))
+            yield delta
 
     def _check_schema(self, request: HostedRequest, text: str) -> None:
         # The hosted API has JSON mode but no schema enforcement (reference §5.3), so a

@@ -6,9 +6,10 @@ into a `HostedRequest` (path relative to the API root, JSON body, and the list o
 things the hosted route cannot honour — never dropped silently).
 
 Response side (`hosted_response`): `HostedStreamDecoder` turns the JSON objects of SSE
-``data:`` events into `Delta`s; `decode_hosted_response` does the same for a
-non-streaming body, which `parse_hosted_body` parses first. Both handle chat
-(``chat.completion``) and FIM (``text_completion``) shapes.
+``data:`` events into `Delta`s; `decode_hosted_response` does the same for a whole JSON
+body, which `parse_hosted_body` parses first; `answer_framing` says which of the two a
+response is. Both handle chat (``chat.completion``) and FIM (``text_completion``)
+shapes, and type-check every field they read (`hosted_shapes`).
 
 Errors (`hosted_errors`): `classify_hosted_error` maps an HTTP status and DeepSeek's
 error envelope to a dsollama error; `classify_stream_error` does the same for an
@@ -34,6 +35,7 @@ from .hosted_request import (
 )
 from .hosted_response import (
     HostedStreamDecoder,
+    answer_framing,
     decode_hosted_response,
     decode_tool_arguments,
     parse_hosted_body,
@@ -47,6 +49,7 @@ __all__ = [
     "HostedRequest",
     "HostedStreamDecoder",
     "InsufficientResourceError",
+    "answer_framing",
     "build_chat_request",
     "build_continuation_request",
     "build_generate_request",

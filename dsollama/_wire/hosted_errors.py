@@ -33,7 +33,12 @@ if TYPE_CHECKING:
 
 _CONCURRENCY_LIMIT = re.compile(r"concurrency limit of (\d+)")
 
-__all__ = ["classify_hosted_error", "classify_stream_error", "parse_retry_after"]
+__all__ = [
+    "classify_hosted_error",
+    "classify_stream_error",
+    "is_in_band_error",
+    "parse_retry_after",
+]
 
 
 # hosted_response reads counters with this too; it lives here, the lower layer, so
@@ -234,6 +239,39 @@ def classify_hosted_error(
     return error
 
 
+def is_in_band_error(payload: Mapping[str, Any]) -> bool:
+    """True when a JSON object inside a 200 answer is an error, not a piece of the answer.
+
+    An ``error`` member of any value (the OpenAI envelope, vLLM's and llama-server's
+    in-stream errors, an Ollama-style string) or vLLM's older bare error object.
+
+    >>> is_in_band_error({"error": {"message": "Server Overloaded", "code": 503}})
+    True
+    >>> is_in_band_error({"object": "error", "message": "boom", "code": 500})
+    True
+    >>> is_in_band_error({"choices": [], "error": None})
+    False
+    """
+    return payload.get("error") is not None or payload.get("object") == "error"
+
+
+# Error kinds (``type`` or a textual ``code``) that mean "busy, try later" whatever the
+# server: OpenAI's and proxies' rate limits, Anthropic-style overload, Google-style quota.
+_BUSY_KINDS = ("overload", "rate_limit", "too_many_requests", "resource_exhausted")
+
+
+def _status_of(error: Mapping[str, Any]) -> int | None:
+    # vLLM and llama-server put the HTTP status in "code"; some proxies in "status".
+    for key in ("code", "status"):
+        value = error.get(key)
+        status = _int(value)
+        if status is None and isinstance(value, str) and value.isdigit():
+            status = int(value)
+        if status is not None and 400 <= status <= 599:
+            return status
+    return None
+
+
 def classify_stream_error(
     payload: Mapping[str, Any],
     *,
@@ -241,25 +279,38 @@ def classify_stream_error(
     partial_text: str = "",
     secrets: Sequence[str] = (),
 ) -> BackendError:
-    """The error for an ``{"error": …}`` object inside a 200 response.
+    """The error for an in-band error object inside a 200 response (`is_in_band_error`).
 
-    The format is undocumented for DeepSeek (ref §2.5). A numeric ``code`` (as vLLM and
-    proxies send) is classified like that HTTP status; otherwise it is a `ServerError`.
+    The format is undocumented for DeepSeek (ref §2.5). An HTTP status in ``code`` or
+    ``status`` (as vLLM, llama-server and proxies send) is classified like that status,
+    so a 429 or 503 is a `BusyError`; a busy kind (rate limit, overload) is a
+    `BusyError` too; anything else is a `ServerError`. Never skipped: an error in the
+    middle of an answer means the rest of it is missing.
+
+    >>> type(classify_stream_error({"error": {"message": "slow down", "code": 429}})).__name__
+    'BusyError'
+    >>> type(classify_stream_error({"error": {"message": "x", "code": "rate_limit_exceeded"}})).__name__
+    'BusyError'
+    >>> classify_stream_error({"error": "runner died"}, partial_text="Hel").message
+    'hosted stream carried an error after 3 characters of answer: runner died'
     """
-    error = payload.get("error")
-    code = error.get("code") if isinstance(error, Mapping) else None
-    status = _int(code)
-    if status is None and isinstance(code, str) and code.isdigit():
-        status = int(code)
-    if status is not None and 400 <= status <= 599:
+    error: Any = payload.get("error")
+    if error is None and payload.get("object") == "error":
+        error, payload = payload, {"error": payload}  # vLLM's older bare error object
+    status = _status_of(error) if isinstance(error, Mapping) else None
+    if status is not None:
         classified = classify_hosted_error(status, payload, {}, route=route, secrets=secrets)
         classified.message = classified.message.replace(
             "hosted API answered", "hosted stream carried error", 1
         )
         return classified
     detail = redact(_error_message(payload), secrets)
-    kind = str(error.get("type") or "") if isinstance(error, Mapping) else ""
-    if "overload" in kind or "rate_limit" in kind:
+    kinds = (
+        " ".join(str(error.get(key) or "") for key in ("type", "code")).lower()
+        if isinstance(error, Mapping)
+        else ""
+    )
+    if any(kind in kinds for kind in _BUSY_KINDS):
         return BusyError(f"hosted stream carried an error: {detail}", route=route)
     suffix = f" after {len(partial_text)} characters of answer" if partial_text else ""
     return ServerError(f"hosted stream carried an error{suffix}: {detail}", route=route)

@@ -16,7 +16,8 @@ event's JSON on one ``data:`` line, so each line is parsed as it arrives and the
 answer streams without waiting for the blank line that ends the event.
 
 A ``data:`` payload that is not a JSON object raises `ServerError` (malformed stream);
-an object with an ``error`` key raises the error `classify_stream_error` gives it.
+an error object (`is_in_band_error`) raises the error `classify_stream_error` gives it.
+Nothing carried by a ``data:`` line is ever skipped: a skipped line may have held text.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from .._exceptions import ServerError, redact
-from .hosted_errors import classify_stream_error
+from .hosted_errors import classify_stream_error, is_in_band_error
 
 __all__ = ["Comment", "Data", "Done", "SSEEvent", "SSEParser"]
 
@@ -129,7 +130,7 @@ class SSEParser:
                 f"malformed hosted stream: a data line is JSON but not an object: {redact(value[:120], self._secrets)!r}",
                 route=self._route,
             )
-        if payload.get("error"):
+        if is_in_band_error(payload):
             raise classify_stream_error(payload, route=self._route, secrets=self._secrets)
         self.data_events += 1
         return Data(payload)

@@ -10,16 +10,28 @@ Section numbers (§n) refer to the project's DeepSeek reference.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
+from ._deepseek_answer import _dumps
 from ._deepseek_request import ApiError, error_event
 from ._faults import Fault, FaultPlan
 from ._server import AbortConnection, Response, StreamResponse
 
-__all__ = ["Hold", "Pacing", "Slot", "json_response", "sse_response", "trace_headers"]
+__all__ = [
+    "Hold",
+    "Pacing",
+    "Slot",
+    "html_response",
+    "json_response",
+    "sse_response",
+    "trace_headers",
+    "wrong_typed",
+]
 
 SSE = "text/event-stream; charset=utf-8"
 JSON = "application/json"
@@ -32,6 +44,14 @@ MID_STREAM_FAULTS = frozenset(
 HOLD_FAULTS = frozenset(
     {"stall_before", "stall_after", "slow_first_token", "keepalive", "keepalive_then_close"}
 )
+
+
+# What a proxy or captive portal answers in the API's place (the html_body fault).
+PROXY_PAGE = (
+    b"<html><head><title>502 Bad Gateway</title></head>"
+    b"<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n"
+)
+_TEXT_FIELDS = ("content", "reasoning_content", "text")
 
 
 def trace_headers() -> dict[str, str]:
@@ -161,6 +181,35 @@ async def _filler(fault: Fault, hold: Hold, pacing: Pacing, line: bytes) -> Asyn
             yield line
 
 
+def html_response() -> Response:
+    """The html_body fault: a 200 HTML page where the answer should be."""
+    return Response(body=PROXY_PAGE, content_type="text/html; charset=utf-8")
+
+
+def _numbers_for_text(part: dict[str, Any]) -> None:
+    for key in _TEXT_FIELDS:
+        if isinstance(part.get(key), str):
+            part[key] = 42
+
+
+def wrong_typed(payload: dict[str, Any]) -> dict[str, Any]:
+    """The wrong_type fault on a chunk or a whole body: its text fields become numbers.
+
+    The text they held is lost on the way, so a client that skips the chunk (instead of
+    failing the answer) returns an answer that is short but looks complete.
+    """
+    for choice in payload.get("choices") or ():
+        _numbers_for_text(choice)
+        for key in ("delta", "message"):
+            if isinstance(choice.get(key), dict):
+                _numbers_for_text(choice[key])
+    return payload
+
+
+def _wrong_typed_event(event: bytes) -> bytes:
+    return b"data: " + _dumps(wrong_typed(json.loads(event.removeprefix(b"data: ")))) + b"\n\n"
+
+
 # -- one JSON object --------------------------------------------------------------------
 
 
@@ -175,10 +224,12 @@ async def json_response(
     """
     delay = pacing.seconds_for(tokens)
     kind = fault.kind if fault is not None else None
-    if fault is None or kind in ("error_line", "malformed_line", "blank_line"):
+    if fault is None or kind in ("error_line", "malformed_line", "blank_line", "wrong_type"):
         if delay > 0:
             await asyncio.sleep(delay)
-        if kind == "error_line":
+        if kind == "wrong_type":
+            body = _dumps(wrong_typed(json.loads(body)))
+        elif kind == "error_line":
             # Undocumented for non-streaming; the in-band envelope with a 200.
             body = ApiError(500).response().body
         elif kind == "malformed_line":
@@ -248,8 +299,16 @@ async def _sse(
     tps = pacing.tokens_per_second
     start = loop.time() + pacing.first_token_seconds
     cut_at = fault.after_chunks if fault is not None and kind in MID_STREAM_FAULTS else -1
+    # wrong_type changes a chunk instead of adding one: at most the last (finish) chunk.
+    retype_at = (
+        min(fault.after_chunks, len(events) - 1)
+        if fault is not None and kind == "wrong_type"
+        else -1
+    )
     tokens = 0
     for index, (is_token, data) in enumerate(events):
+        if index == retype_at:
+            data = _wrong_typed_event(data)
         if index == cut_at:
             assert fault is not None
             before = loop.time()

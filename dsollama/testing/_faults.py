@@ -23,6 +23,14 @@ Kinds, and what the double does with the request that takes the fault:
 ``keepalive_then_close``  DeepSeek: 200 at once, filler for ``seconds``, then close
 ``finish_reason``         DeepSeek: end the answer with ``finish_reason`` after
                           ``after_chunks`` chunks (e.g. insufficient_system_resource)
+``json_body``             DeepSeek: answer a streaming request with the whole
+                          completion as one ``application/json`` body (a server or
+                          proxy that ignored ``stream: true``)
+``wrong_type``            DeepSeek: the chunk after ``after_chunks`` chunks carries its
+                          text as a number (``"content": 42``), then the stream goes on
+                          to ``[DONE]``; non-streaming, the message's text is a number
+``html_body``             DeepSeek: 200 with a ``text/html`` page instead of the answer
+                          (a proxy or captive portal in the way)
 ========================  ===========================================================
 
 A stall with ``seconds=0`` lasts until `FaultPlan.release()` (or the client goes away), so
@@ -53,8 +61,15 @@ FaultKind = Literal[
     "keepalive",
     "keepalive_then_close",
     "finish_reason",
+    "json_body",
+    "wrong_type",
+    "html_body",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
+DEEPSEEK_ONLY_KINDS = frozenset(
+    {"keepalive", "keepalive_then_close", "finish_reason", "json_body", "wrong_type", "html_body"}
+)
+"Kinds that only make sense for the OpenAI-format double (the Ollama double refuses them)."
 
 
 @dataclass

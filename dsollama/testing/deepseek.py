@@ -25,6 +25,14 @@ serving route takes the first matching fault. How each kind looks here:
   it; ``blank_line`` is the whitespace-only body seen in 2025.
 - ``finish_reason``: the answer stops after ``after_chunks`` events with that reason
   (default ``insufficient_system_resource``), partial text and usage included.
+- ``json_body``: a streaming request gets the whole completion as one
+  ``application/json`` body, as from a server or proxy that ignored ``stream: true``
+  (no change for a non-streaming request).
+- ``wrong_type``: the event after ``after_chunks`` events (at most the finish chunk) has
+  its text fields as the number 42 instead of strings, and the stream goes on to
+  ``[DONE]``; non-streaming, the message's text fields are numbers.
+- ``html_body``: before anything else, a 200 ``text/html`` page (a 502 from nginx) where
+  the answer should be, as a proxy or captive portal answers.
 
 ``in_flight()`` counts chat and FIM requests from arrival to the end of their answer (held
 ones included), which is also what the concurrency cap counts, and what a test waits on
@@ -53,7 +61,15 @@ from ._deepseek_request import (
     parse_chat,
     parse_fim,
 )
-from ._deepseek_stream import Hold, Pacing, Slot, json_response, sse_response, trace_headers
+from ._deepseek_stream import (
+    Hold,
+    Pacing,
+    Slot,
+    html_response,
+    json_response,
+    sse_response,
+    trace_headers,
+)
 from ._double import Double
 from ._faults import Fault
 from ._server import AbortConnection, Request, Response, StreamResponse
@@ -72,7 +88,7 @@ _ROUTES: dict[str, tuple[str, bool]] = {
     "/user/balance": ("balance", False),
 }
 _METHODS = {"chat": "POST", "fim": "POST", "models": "GET", "balance": "GET"}
-_CONNECTION_FAULTS = frozenset({"refuse", "reset", "status", "stall_before"})
+_CONNECTION_FAULTS = frozenset({"refuse", "reset", "status", "stall_before", "html_body"})
 
 
 def _tuple_of_str(value: Any) -> tuple[str, ...]:
@@ -340,6 +356,8 @@ class FakeDeepSeek(Double):
             raise AbortConnection
         if fault.kind == "reset":
             raise AbortConnection
+        if fault.kind == "html_body":
+            return html_response()
         if fault.kind == "status":
             status = fault.status or 500
             message = fault.message
@@ -379,7 +397,8 @@ class FakeDeepSeek(Double):
         )
         plan, fault = self._interrupt(plan, fault)
         renderer = Renderer(req.model, self.system_fingerprint, self.cache_hit_tokens)
-        if req.stream:
+        stream, fault = self._framing(req.stream, fault)
+        if stream:
             events = renderer.chat_events(
                 plan,
                 include_usage=req.include_usage,
@@ -397,7 +416,8 @@ class FakeDeepSeek(Double):
         plan = plan_fim(req, answer_n=self.answer_tokens)
         plan, fault = self._interrupt(plan, fault)
         renderer = Renderer(req.model, self.system_fingerprint, self.cache_hit_tokens)
-        if req.stream:
+        stream, fault = self._framing(req.stream, fault)
+        if stream:
             events = renderer.fim_events(
                 plan,
                 include_usage=req.include_usage,
@@ -413,6 +433,13 @@ class FakeDeepSeek(Double):
             reason = fault.finish_reason or "insufficient_system_resource"
             return plan.interrupted(fault.after_chunks, reason), None
         return plan, fault
+
+    @staticmethod
+    def _framing(stream: bool, fault: Fault | None) -> tuple[bool, Fault | None]:
+        """Whether the answer goes out as events; json_body makes it one JSON body."""
+        if fault is not None and fault.kind == "json_body":
+            return False, None
+        return stream, fault
 
     def _pacing(self) -> Pacing:
         return Pacing(self.tokens_per_second, self.first_token_seconds, self.keepalive_interval)

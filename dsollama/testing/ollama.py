@@ -66,7 +66,7 @@ from typing import Any
 from . import _ollama_infer, _ollama_openai, _ollama_provision
 from ._control import handle_control, is_control_path, refuse_from_loop
 from ._double import Double
-from ._faults import Fault
+from ._faults import DEEPSEEK_ONLY_KINDS, Fault
 from ._ollama_models import FakeModel, ModelName, default_registry, parse_name, registry_index
 from ._ollama_sched import MAX_QUEUE_MESSAGE, Scheduler
 from ._ollama_stream import RUNNER_STOPPED, STREAM_FAULTS, corrupt_body, error_response, sleep_fault
@@ -115,7 +115,7 @@ class FakeOllama(Double):
     loaded models too, as if the daemon restarted with the models still warm.
     """
 
-    foreign_faults = frozenset({"keepalive", "keepalive_then_close", "finish_reason"})
+    foreign_faults = DEEPSEEK_ONLY_KINDS
     foreign_owner = "DeepSeek"
 
     def __init__(
