@@ -435,13 +435,14 @@ class AsyncProvisioner(DaemonErrorTranslation):
     # -- planning --
 
     async def recommendation(self) -> Recommendation:
-        """The model `provision` pulls when none is named (from this machine's memory)."""
-        from .._hardware import detect_hardware, recommend
+        """The model `provision` pulls when none is named: the largest that fits this
+        machine and answers at the ``min_speed`` setting (estimated)."""
+        from .._hardware import detect_hardware, recommend_for
 
         if self._hardware is None:
             # nvidia-smi may take a few seconds: probe off the event loop.
             self._hardware = await asyncio.to_thread(detect_hardware)
-        return recommend(self.catalogue, self._hardware)
+        return recommend_for(self.catalogue, self._hardware, self.settings)
 
     def _modelfiles_dir(self, explicit: str | PathLike[str] | None) -> Path | None:
         if explicit is not None:
@@ -478,6 +479,7 @@ class AsyncProvisioner(DaemonErrorTranslation):
         folder = self._modelfiles_dir(modelfiles_dir)
         available = discover_modelfiles(folder) if folder else {}
         pulls: list[str] = []
+        recommended: tuple[str, str] | None = None
         chosen: dict[str, Path] = {}
         if models:
             for name in models:
@@ -491,6 +493,7 @@ class AsyncProvisioner(DaemonErrorTranslation):
             rec = await self.recommendation()
             if rec.model is not None:
                 pulls.append(rec.model.tag)
+                recommended = (rec.model.tag, rec.reason)
             else:
                 warnings.append(rec.reason)
             chosen = dict(available)
@@ -516,6 +519,7 @@ class AsyncProvisioner(DaemonErrorTranslation):
             sources=sources,
             host=self.host,
             warnings=warnings,
+            recommended=recommended,
         )
 
     async def _state(self, pulls: Sequence[str], creates: Sequence[CreatePlan]) -> DaemonState:
@@ -563,6 +567,8 @@ class AsyncProvisioner(DaemonErrorTranslation):
         yield ProgressEvent("check", "", f"Ollama {info.version} at {info.host}")
         for warning in plan.warnings:
             yield ProgressEvent("warning", "", warning)
+        if plan.recommended is not None:
+            yield ProgressEvent("plan", plan.recommended[0], plan.describe_recommendation())
         for step in plan.steps:
             yield ProgressEvent("plan", step.model, describe_step(step))
         async for event in self.apply(replace(plan, warnings=())):
