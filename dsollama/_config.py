@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from ._exceptions import ConfigError, InsecureEndpointError
 from ._hosts import key_may_travel_to, normalise_base_url, parse_ollama_host
+from ._speed import DEFAULT_MIN_SPEED
 
 __all__ = [
     "ModelSettings",
@@ -114,6 +115,8 @@ class Settings(BaseModel):
     "JSON or TOML file whose entries extend or override the built-in catalogue."
     hosted_model_map: dict[str, str] = Field(default_factory=dict)
     "Local model → hosted model overrides (e.g. {'deepseek-coder-v2:16b': 'deepseek-v4-pro'})."
+    min_speed: float = Field(default=DEFAULT_MIN_SPEED, ge=0)
+    "Estimated tokens/s a recommended model must reach (`dsollama models`/`pull`); 0: by memory alone."
 
     # Request log
     log: bool = True

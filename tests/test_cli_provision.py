@@ -71,6 +71,16 @@ def go_line(key: str, value: str) -> str:
     return f"{key:<30} {value}"
 
 
+# 8 GiB of an unknown (so assumed entry-level) GPU: deepseek-r1:8b answers at ~23 tok/s.
+RECOMMENDED_8B = (
+    "largest deepseek-r1 tag that answers at a usable speed (8 tok/s or more); it fits on the "
+    "GPU (needs about 6.5 GB of 7.7 GB); ~23 tok/s estimated on Fake GPU; deepseek-r1:14b "
+    "would give ~6.1 tok/s"
+)
+# The machine of the issue: 2 cores, no GPU, 24 GiB of RAM.
+TWO_CORES = build_hardware(system="Linux", machine="x86_64", ram_bytes=24 * GIB, cpu_cores=2)
+
+
 @pytest.fixture(autouse=True)
 def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """8 GiB of VRAM (deepseek-r1:8b recommended), and a working folder of our own."""
@@ -79,6 +89,11 @@ def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     )
     monkeypatch.setattr(_hardware, "detect_hardware", lambda: fake)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_hardware, "detect_hardware", lambda: TWO_CORES)
 
 
 @pytest.fixture
@@ -144,10 +159,67 @@ def test_dry_run_prints_the_plan(httpx_mock: HTTPXMock, modelfiles: Path) -> Non
     assert result.stderr == ""
     assert result.stdout.splitlines() == [
         f"plan on {HOST} (Ollama 0.12.3):",
+        f"  recommended deepseek-r1:8b: {RECOMMENDED_8B}",
         "  pull   deepseek-r1:8b               not on the daemon (5.2 GB download)",
         "  create deepseek-r1-reasoner:latest  not on the daemon",
         "1 to pull, 1 to create",
     ]
+
+
+def test_dry_run_on_two_cores_picks_a_model_that_answers_at_a_usable_speed(
+    httpx_mock: HTTPXMock, two_cores: None
+) -> None:
+    daemon_up(httpx_mock)
+    tags(httpx_mock)
+    result = run("pull", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.splitlines() == [
+        f"plan on {HOST} (Ollama 0.12.3):",
+        "  recommended deepseek-r1:1.5b: largest deepseek-r1 tag that answers at a usable speed "
+        "(8 tok/s or more); it fits in RAM on the CPU (needs about 2 GB of 19.3 GB); ~11 tok/s "
+        "estimated on 2 CPU cores; deepseek-r1:7b would give ~2.6 tok/s",
+        "  pull   deepseek-r1:1.5b  not on the daemon (1.1 GB download)",
+        "1 to pull",
+    ]
+
+
+def test_min_speed_flag_changes_what_pull_recommends(
+    httpx_mock: HTTPXMock, two_cores: None
+) -> None:
+    daemon_up(httpx_mock)
+    tags(httpx_mock)
+    result = run("pull", "--dry-run", "--min-speed", "0")
+    assert result.exit_code == 0, result.stderr
+    assert "  pull   deepseek-r1:14b  not on the daemon (9.0 GB download)" in result.stdout
+    assert "recommended deepseek-r1:14b: largest deepseek-r1 tag that fits in RAM" in (
+        result.stdout
+    )
+
+
+def test_min_speed_that_nothing_reaches_says_it_will_be_slow(
+    httpx_mock: HTTPXMock, two_cores: None
+) -> None:
+    daemon_up(httpx_mock)
+    tags(httpx_mock)
+    result = run("pull", "--dry-run", "--min-speed", "50")
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "  recommended deepseek-r1:1.5b: the fastest deepseek-r1 tag that fits, and it will be "
+        "slow: ~11 tok/s estimated on 2 CPU cores, below the usable 50 tok/s"
+    ) in result.stdout
+
+
+def test_bad_min_speed_is_refused(httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch) -> None:
+    flag = run("pull", "--min-speed", "-1")
+    assert flag.exit_code == 2
+    assert "--min-speed" in flag.stderr
+    assert flag.stdout == ""
+    monkeypatch.setenv("DSOLLAMA_MIN_SPEED", "fast")
+    setting = run("models")
+    assert setting.exit_code == 1
+    assert setting.stdout == ""
+    assert setting.stderr.startswith("Error: setting min_speed (environment (DSOLLAMA_MIN_SPEED))")
 
 
 def test_pull_shows_plain_progress_and_a_summary(httpx_mock: HTTPXMock, modelfiles: Path) -> None:
@@ -160,6 +232,7 @@ def test_pull_shows_plain_progress_and_a_summary(httpx_mock: HTTPXMock, modelfil
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[0] == f"Ollama 0.12.3 at {HOST}"
+    assert lines[1] == f"plan: recommended deepseek-r1:8b: {RECOMMENDED_8B}"
     assert "plan: pull deepseek-r1:8b: not on the daemon (5.2 GB download)" in lines
     assert "deepseek-r1:8b: pulling manifest" in lines
     assert f"deepseek-r1:8b: pulling {WEIGHTS[:12]}  4.7 GB" in lines
@@ -462,6 +535,26 @@ def test_models_json_marks_fit_pulled_and_recommended(httpx_mock: HTTPXMock) -> 
     assert rows["deepseek-r1:14b"]["pulled"] is False
     assert rows["deepseek-r1:8b"]["base_model"] == "DeepSeek-R1-0528-Qwen3-8B"
     assert any("VRAM headroom" in a for a in data["assumptions"])
+    # The estimates: a number where a model fits, null where it does not.
+    assert rows["deepseek-r1:8b"]["tokens_per_second"] == 23.1
+    assert rows["deepseek-r1:14b"]["tokens_per_second"] == 6.1
+    assert rows["deepseek-r1:671b"]["tokens_per_second"] is None
+    assert data["reason"] == RECOMMENDED_8B
+    assert data["min_speed"] == 8
+    assert data["slow"] is False
+    assert data["machine"]["cpu_cores"] is None
+    assert any("'Fake GPU' is not in the speed table" in a for a in data["assumptions"])
+
+
+def test_models_min_speed_flag_and_json(httpx_mock: HTTPXMock, two_cores: None) -> None:
+    tags(httpx_mock)
+    result = run("models", "--json", "--min-speed", "2")
+    assert result.exit_code == 0
+    assert result.stderr == ""
+    data = json.loads(result.stdout)
+    assert data["recommended"] == "deepseek-r1:8b"
+    assert data["min_speed"] == 2
+    assert data["machine"]["cpu_cores"] == 2
 
 
 def test_models_table_without_a_daemon(httpx_mock: HTTPXMock) -> None:
@@ -473,13 +566,36 @@ def test_models_table_without_a_daemon(httpx_mock: HTTPXMock) -> None:
     assert lines[0].split()[:3] == ["TAG", "WHAT", "IT"]
     r8b = next(x for x in lines if " deepseek-r1:8b " in x)
     assert r8b.startswith("*")
-    assert r8b.split()[-2:] == ["GPU", "?"]
-    assert (
-        "recommended: deepseek-r1:8b - largest deepseek-r1 tag that fits on the GPU"
-        in result.stdout
-    )
+    assert r8b.split()[-3:] == ["GPU", "23", "?"]
+    assert f"recommended: deepseek-r1:8b - {RECOMMENDED_8B}" in lines
     assert "this machine: 34.4 GB RAM, Fake GPU 8.6 GB" in lines
     assert any(x.startswith("note: no answer from the Ollama daemon") for x in lines)
+
+
+def test_models_on_two_cores_shows_speeds_and_why(httpx_mock: HTTPXMock, two_cores: None) -> None:
+    daemon_down(httpx_mock, "/api/tags")
+    result = run("models")
+    assert result.exit_code == 0
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[-3:] == ["FITS", "~TOK/S", "PULLED"]
+    cells = {x.split()[1 if x.startswith("*") else 0]: x for x in lines[1:] if "deepseek" in x}
+    assert cells["deepseek-r1:1.5b"].startswith("*")
+    assert cells["deepseek-r1:1.5b"].split()[-3:] == ["CPU", "11", "?"]
+    assert cells["deepseek-r1:14b"].split()[-3:] == ["CPU", "1.3", "?"]
+    assert not cells["deepseek-r1:14b"].startswith("*")
+    assert cells["deepseek-r1:32b"].split()[-3:] == ["no", "-", "?"]
+    assert (
+        "~TOK/S is an estimate of the answer speed (tokens a second at a 4K context), not a "
+        "measurement; the recommendation needs 8 or more (--min-speed)"
+    ) in lines
+    assert "this machine: 25.8 GB RAM, 2 CPU cores, no GPU found" in lines
+    assert (
+        "recommended: deepseek-r1:1.5b - largest deepseek-r1 tag that answers at a usable speed "
+        "(8 tok/s or more); it fits in RAM on the CPU (needs about 2 GB of 19.3 GB); ~11 tok/s "
+        "estimated on 2 CPU cores; deepseek-r1:7b would give ~2.6 tok/s"
+    ) in lines
+    assert any(x.startswith("  assumed: speed estimate on the CPU: 2 cores") for x in lines)
 
 
 # -- renderers -----------------------------------------------------------------------------

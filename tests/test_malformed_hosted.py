@@ -21,6 +21,7 @@ from dsollama._catalogue import load_catalogue
 from dsollama._config import load_settings
 from dsollama._delta import Delta
 from dsollama._exceptions import ServerError
+from dsollama._routes import resolve_routes
 from dsollama.testing import Fault
 
 from .conftest import USER, Stack
@@ -137,7 +138,10 @@ async def backend_answer(
         return httpx.Response(200, content=body, headers=headers)
 
     settings = load_settings(hosted_base_url="http://127.0.0.1:9", hosted_api_key="sk-test-key")
-    backend = HostedBackend(settings, load_catalogue(), transport=httpx.MockTransport(answer))
+    route = resolve_routes(settings)[-1]  # the hosted route the settings describe
+    backend = HostedBackend(
+        route, settings, load_catalogue(), transport=httpx.MockTransport(answer)
+    )
     stats = StreamStats()
     spec = CallSpec(operation="chat", model="deepseek-r1:8b", messages=USER)
     try:

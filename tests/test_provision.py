@@ -636,6 +636,9 @@ async def test_first_run_pulls_the_recommended_model_and_creates_modelfiles(
     async with provisioner() as prov:
         events = await collect(prov.provision())
     assert [e.message for e in events if e.kind == "plan"] == [
+        "recommended deepseek-r1:8b: largest deepseek-r1 tag that answers at a usable speed "
+        "(8 tok/s or more); it fits on the GPU (needs about 6.5 GB of 7.7 GB); ~23 tok/s "
+        "estimated on Fake GPU; deepseek-r1:14b would give ~6.1 tok/s",
         "pull deepseek-r1:8b: not on the daemon (5.2 GB download)",
         "create deepseek-r1-reasoner:latest: not on the daemon",
         "create deepseek-r1-zh:latest: not on the daemon",

@@ -491,3 +491,18 @@ def test_describe_lists_changes_and_warnings(tmp_path: Path) -> None:
     assert "- parameter num_ctx: 16384 -> 32768" in text
     assert "warning: careful" in text
     assert plan.describe()[-1] == "1 to create, 1 already up to date"
+
+
+def test_the_reason_for_a_recommended_model_is_part_of_the_plan() -> None:
+    state = DaemonState.from_api({"models": [tag("deepseek-r1:8b")]})
+    why = "largest deepseek-r1 tag that fits on the GPU; ~23 tok/s estimated on Fake GPU"
+    for daemon in (DaemonState(), state):  # said whether it is pulled or already there
+        plan = make_plan(["deepseek-r1:8b"], [], daemon, recommended=("deepseek-r1:8b", why))
+        assert plan.describe_recommendation() == f"recommended deepseek-r1:8b: {why}"
+        assert plan.describe()[1] == f"  recommended deepseek-r1:8b: {why}"
+
+
+def test_named_models_have_no_recommendation_line() -> None:
+    plan = make_plan(["deepseek-r1:8b"], [], DaemonState())
+    assert plan.describe_recommendation() == ""
+    assert not any("recommended" in line for line in plan.describe())

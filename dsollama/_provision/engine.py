@@ -441,13 +441,14 @@ class AsyncProvisioner:
     # -- planning --
 
     async def recommendation(self) -> Recommendation:
-        """The model `provision` pulls when none is named (from this machine's memory)."""
-        from .._hardware import detect_hardware, recommend
+        """The model `provision` pulls when none is named: the largest that fits this
+        machine and answers at the ``min_speed`` setting (estimated)."""
+        from .._hardware import detect_hardware, recommend_for
 
         if self._hardware is None:
             # nvidia-smi may take a few seconds: probe off the event loop.
             self._hardware = await asyncio.to_thread(detect_hardware)
-        return recommend(self.catalogue, self._hardware)
+        return recommend_for(self.catalogue, self._hardware, self.settings)
 
     def _modelfiles_dir(self, explicit: str | PathLike[str] | None) -> Path | None:
         if explicit is not None:
@@ -484,6 +485,7 @@ class AsyncProvisioner:
         folder = self._modelfiles_dir(modelfiles_dir)
         available = discover_modelfiles(folder) if folder else {}
         pulls: list[str] = []
+        recommended: tuple[str, str] | None = None
         chosen: dict[str, Path] = {}
         if models:
             for name in models:
@@ -497,6 +499,7 @@ class AsyncProvisioner:
             rec = await self.recommendation()
             if rec.model is not None:
                 pulls.append(rec.model.tag)
+                recommended = (rec.model.tag, rec.reason)
             else:
                 warnings.append(rec.reason)
             chosen = dict(available)
@@ -522,6 +525,7 @@ class AsyncProvisioner:
             sources=sources,
             host=self.host,
             warnings=warnings,
+            recommended=recommended,
         )
 
     async def _state(self, pulls: Sequence[str], creates: Sequence[CreatePlan]) -> DaemonState:
@@ -569,6 +573,8 @@ class AsyncProvisioner:
         yield ProgressEvent("check", "", f"Ollama {info.version} at {info.host}")
         for warning in plan.warnings:
             yield ProgressEvent("warning", "", warning)
+        if plan.recommended is not None:
+            yield ProgressEvent("plan", plan.recommended[0], plan.describe_recommendation())
         for step in plan.steps:
             yield ProgressEvent("plan", step.model, describe_step(step))
         async for event in self.apply(replace(plan, warnings=())):

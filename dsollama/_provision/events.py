@@ -40,7 +40,7 @@ class ProgressEvent:
     """One thing that happened while provisioning, ready to render.
 
     ``kind`` says what it is: ``check`` (daemon reachable, version), ``plan`` (one planned
-    step), ``pull-manifest``, ``layer`` (bytes of one layer: ``digest``, ``completed``,
+    step, or why the recommended model was chosen), ``pull-manifest``, ``layer`` (bytes of one layer: ``digest``, ``completed``,
     ``total``), ``verify``, ``write``, ``status`` (any other daemon status line),
     ``upload-blob`` (a local file going to the daemon), ``create`` (a create status line),
     ``up-to-date``, ``done`` (one model finished), ``warning`` and ``summary`` (the last

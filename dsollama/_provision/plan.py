@@ -174,6 +174,8 @@ class ProvisionPlan:
     host: str = ""
     version: str = ""
     warnings: tuple[str, ...] = ()
+    recommended: tuple[str, str] | None = None
+    "(tag, why) when no model was named and the one recommended for this machine is wanted."
 
     @property
     def pulls(self) -> tuple[PlanStep, ...]:
@@ -191,6 +193,13 @@ class ProvisionPlan:
     def nothing_to_do(self) -> bool:
         return not self.pulls and not self.creates
 
+    def describe_recommendation(self) -> str:
+        """'recommended deepseek-r1:8b: <why>', or '' when the models were named."""
+        if self.recommended is None:
+            return ""
+        tag, why = self.recommended
+        return f"recommended {tag}: {why}"
+
     def describe(self) -> list[str]:
         """The plan as lines for people (``dsollama pull --dry-run``)."""
         from .._hardware import format_bytes
@@ -198,6 +207,8 @@ class ProvisionPlan:
         where = f" on {self.host}" if self.host else ""
         version = f" (Ollama {self.version})" if self.version else ""
         lines = [f"plan{where}{version}:"]
+        if self.recommended is not None:
+            lines.append(f"  {self.describe_recommendation()}")
         if not self.steps:
             lines.append("  nothing wanted")
         width = max((len(s.model) for s in self.steps), default=0)
@@ -345,6 +356,7 @@ def make_plan(
     sources: Mapping[str, str] | None = None,
     host: str = "",
     warnings: Iterable[str] = (),
+    recommended: tuple[str, str] | None = None,
 ) -> ProvisionPlan:
     """Decide what to pull, what to (re-)create and what is up to date. Pure.
 
@@ -353,7 +365,8 @@ def make_plan(
     finds no difference. A create whose base is missing gets a pull step for the base,
     so progress shows as a pull rather than inside the create stream. Creates are ordered
     so a model built from another Modelfile model comes after it, and a re-created base
-    forces its dependants to be re-created too.
+    forces its dependants to be re-created too. ``recommended`` ((tag, why)) is carried
+    into the plan so that the reason a model was chosen is shown with it.
     """
     sources = {normalise_model_name(k): v for k, v in (sources or {}).items()}
     steps: list[PlanStep] = []
@@ -421,7 +434,11 @@ def make_plan(
         steps.append(step)
     ordered = [s for s in steps if s.action == "pull"] + [s for s in steps if s.action != "pull"]
     return ProvisionPlan(
-        steps=tuple(ordered), host=host, version=daemon.version, warnings=tuple(warnings)
+        steps=tuple(ordered),
+        host=host,
+        version=daemon.version,
+        warnings=tuple(warnings),
+        recommended=recommended,
     )
 
 

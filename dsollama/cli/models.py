@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dsollama.cli.provision import host_option
+from dsollama.cli.provision import host_option, min_speed_option
 
 if TYPE_CHECKING:
     from dsollama._catalogue import Catalogue, LocalModel
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["models"]
 
-_NUMERIC = {"PARAMS", "SIZE", "CONTEXT", "MEMORY"}
+_NUMERIC = {"PARAMS", "SIZE", "CONTEXT", "MEMORY", "~TOK/S"}
 
 
 def _context(n: int) -> str:
@@ -28,12 +28,23 @@ def _machine(hw: Hardware) -> str:
     from dsollama._hardware import format_bytes
 
     ram = format_bytes(hw.ram_bytes) + " RAM" if hw.ram_bytes else "RAM unknown"
+    if hw.memory_type:
+        ram += f" ({hw.memory_type}-{hw.memory_mts})" if hw.memory_mts else f" ({hw.memory_type})"
     if hw.unified:
-        return f"Apple silicon, {ram} (unified; about {format_bytes(hw.vram_bytes)} for the GPU)"
+        chip = hw.cpu_name or "Apple silicon"
+        return f"{chip}, {ram} (unified; about {format_bytes(hw.vram_bytes)} for the GPU)"
+    if hw.cpu_cores:
+        ram += f", {hw.cpu_cores} CPU core{'s' if hw.cpu_cores != 1 else ''}"
     if hw.gpus:
         gpus = ", ".join(f"{g.name} {format_bytes(g.memory_bytes)}" for g in hw.gpus)
         return f"{ram}, {gpus}"
     return f"{ram}, no GPU found"
+
+
+def _speed_cell(tokens_per_second: float | None) -> str:
+    from dsollama._speed import format_speed
+
+    return "-" if tokens_per_second is None else format_speed(tokens_per_second)
 
 
 async def _pulled(host: str | None) -> tuple[set[str] | None, str, str]:
@@ -74,6 +85,11 @@ def _rows(
                 "capabilities": list(model.capabilities),
                 "hosted": model.hosted,
                 "fits": (fit.where or None) if fit else None,
+                "tokens_per_second": (
+                    round(fit.tokens_per_second, 1)
+                    if fit and fit.tokens_per_second is not None
+                    else None
+                ),
                 "pulled": None if pulled is None else _is_pulled(model, pulled),
                 "recommended": model.tag == rec.tag,
                 "notes": model.notes,
@@ -84,21 +100,24 @@ def _rows(
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@min_speed_option
 @host_option
-def models(as_json: bool, host: str | None) -> None:
+def models(as_json: bool, min_speed: float | None, host: str | None) -> None:
     """List the DeepSeek models dsollama knows: what fits this machine, what is pulled.
 
-    FITS says where a model would run with headroom kept (GPU, or CPU from RAM); the
-    recommended model is marked with *. The assumptions behind both are printed below.
+    FITS says where a model would run with headroom kept (GPU, or CPU from RAM);
+    ~TOK/S is the estimated answer speed there. The recommended model (marked *) is
+    the largest that fits and answers at --min-speed or faster. The assumptions behind
+    all three are printed below.
     """
     from dsollama._catalogue import load_catalogue
     from dsollama._config import load_settings
-    from dsollama._hardware import detect_hardware, format_bytes, recommend
+    from dsollama._hardware import detect_hardware, format_bytes, recommend_for
 
-    settings = load_settings()
+    settings = load_settings(min_speed=min_speed)
     catalogue = load_catalogue(settings.catalogue_path)
     hw = detect_hardware()
-    rec = recommend(catalogue, hw)
+    rec = recommend_for(catalogue, hw, settings)
     import asyncio
 
     pulled, daemon_host, why = asyncio.run(_pulled(host))
@@ -116,9 +135,14 @@ def models(as_json: bool, host: str | None) -> None:
                 "vram_bytes": hw.vram_bytes,
                 "unified_memory": hw.unified,
                 "gpus": [{"name": g.name, "memory_bytes": g.memory_bytes} for g in hw.gpus],
+                "cpu_cores": hw.cpu_cores,
+                "cpu_name": hw.cpu_name,
+                "memory_type": hw.memory_type,
             },
             "recommended": rec.tag,
             "reason": rec.reason,
+            "min_speed": rec.min_speed,
+            "slow": rec.slow,
             "assumptions": list(rec.assumptions),
             "daemon": {"host": daemon_host, "reachable": pulled is not None, "note": daemon_note},
             "models": rows,
@@ -134,8 +158,8 @@ def models(as_json: bool, host: str | None) -> None:
     table = Table(box=None, pad_edge=False, header_style="bold")
     for name in ("", "TAG", "WHAT IT IS", "PARAMS", "SIZE", "CONTEXT", "MEMORY"):
         table.add_column(name, justify="right" if name in _NUMERIC else "left", no_wrap=True)
-    for name in ("CAPABILITIES", "HOSTED", "FITS", "PULLED"):
-        table.add_column(name, no_wrap=True)
+    for name in ("CAPABILITIES", "HOSTED", "FITS", "~TOK/S", "PULLED"):
+        table.add_column(name, justify="right" if name in _NUMERIC else "left", no_wrap=True)
     for row in rows:
         pulled_text = "?" if row["pulled"] is None else "yes" if row["pulled"] else ""
         table.add_row(
@@ -149,6 +173,7 @@ def models(as_json: bool, host: str | None) -> None:
             ", ".join(row["capabilities"]),
             row["hosted"],
             row["fits"].upper() if row["fits"] else "no",
+            _speed_cell(row["tokens_per_second"]),
             pulled_text,
         )
     with console.capture() as captured:
@@ -156,6 +181,15 @@ def models(as_json: bool, host: str | None) -> None:
     for line in captured.get().splitlines():
         click.echo(line.rstrip())  # rich pads every cell, the last one too
     click.echo()
+    bar = (
+        f"the recommendation needs {rec.min_speed:g} or more (--min-speed)"
+        if rec.min_speed
+        else "the recommendation ignores it (--min-speed 0)"
+    )
+    click.echo(
+        "~TOK/S is an estimate of the answer speed (tokens a second at a 4K context), "
+        f"not a measurement; {bar}"
+    )
     click.echo(f"this machine: {_machine(hw)}")
     if rec.tag:
         click.echo(f"recommended: {rec.tag} - {rec.reason}")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
+    from dsollama._config import Settings
     from dsollama._provision import AsyncProvisioner
 
 __all__ = ["create", "list_models", "ps", "pull", "rm", "show"]
@@ -27,18 +28,33 @@ host_option = click.option(
     help="Ollama daemon to use (default: OLLAMA_HOST, else http://127.0.0.1:11434).",
 )
 
+min_speed_option = click.option(
+    "--min-speed",
+    type=click.FloatRange(min=0),
+    metavar="TOK/S",
+    default=None,
+    help=(
+        "Recommend only models estimated to answer at least this fast "
+        "(default: the min_speed setting, 8; 0 picks by memory alone)."
+    ),
+)
 
-def _provisioner(host: str | None) -> AsyncProvisioner:
+
+def _provisioner(host: str | None, settings: Settings | None = None) -> AsyncProvisioner:
     from dsollama._provision import AsyncProvisioner
 
-    return AsyncProvisioner(host)
+    return AsyncProvisioner(host, settings=settings)
 
 
-def run_with(host: str | None, work: Callable[[AsyncProvisioner], Coroutine[Any, Any, T]]) -> T:
+def run_with(
+    host: str | None,
+    work: Callable[[AsyncProvisioner], Coroutine[Any, Any, T]],
+    settings: Settings | None = None,
+) -> T:
     """Run ``work(provisioner)`` on a fresh event loop, closing the provisioner after."""
 
     async def main() -> T:
-        async with _provisioner(host) as prov:
+        async with _provisioner(host, settings) as prov:
             return await work(prov)
 
     import asyncio  # here, not at the top: `dsollama CMD --help` stays fast
@@ -56,26 +72,38 @@ def run_with(host: str | None, work: Callable[[AsyncProvisioner], Coroutine[Any,
     default=None,
     help="Folder of <name>.Modelfile files (default: modelfiles_dir setting, else ./Modelfiles).",
 )
+@min_speed_option
 @host_option
 def pull(
-    models: tuple[str, ...], dry_run: bool, modelfiles_dir: str | None, host: str | None
+    models: tuple[str, ...],
+    dry_run: bool,
+    modelfiles_dir: str | None,
+    min_speed: float | None,
+    host: str | None,
 ) -> None:
     """Pull DeepSeek models and create the Modelfile models, doing only what is missing.
 
     \b
     Without MODEL: the model recommended for this machine plus every Modelfile.
+    The recommendation is the largest model that fits and is estimated to answer
+    at --min-speed tokens/s; the plan says why it was chosen.
     A MODEL is a library tag (deepseek-r1:8b) or the name of a Modelfile model
     (deepseek-r1-reasoner for Modelfiles/deepseek-r1-reasoner.Modelfile).
     Running it again downloads nothing and says "up to date"; a changed Modelfile
     re-creates only that model. An interrupted pull resumes when rerun.
     """
     wanted = list(models) or None
+    settings = None
+    if min_speed is not None:
+        from dsollama._config import load_settings
+
+        settings = load_settings(min_speed=min_speed)
     if dry_run:
 
         async def plan(prov: AsyncProvisioner) -> list[str]:
             return (await prov.plan(wanted, modelfiles_dir)).describe()
 
-        for line in run_with(host, plan):
+        for line in run_with(host, plan, settings):
             click.echo(line)
         return
 
@@ -88,7 +116,7 @@ def pull(
             renderer.handle(event)
 
     try:
-        run_with(host, work)
+        run_with(host, work, settings)
     finally:
         renderer.close()
 
