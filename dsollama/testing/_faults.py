@@ -122,10 +122,16 @@ class FaultPlan:
         with self._lock:
             return list(self._faults)
 
-    def take(self, path: str) -> Fault | None:
-        """The first fault matching ``path``, counted down (removed when used up)."""
+    def take(self, path: str, *, named_only: bool = False) -> Fault | None:
+        """The first fault matching ``path``, counted down (removed when used up).
+
+        ``named_only``: only a fault whose ``path`` names this one (a double's monitoring
+        routes, which a test polls while faults wait for the requests under test).
+        """
         with self._lock:
             for index, fault in enumerate(self._faults):
+                if named_only and fault.path is None:
+                    continue
                 if fault.matches(path):
                     if fault.times is not None:
                         fault.times -= 1
