@@ -107,6 +107,7 @@ class FaultPlan:
     def __init__(self) -> None:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
+        self._stalls_changed = threading.Condition(self._lock)
         self._release_generation = 0
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
@@ -147,6 +148,7 @@ class FaultPlan:
         with self._lock:
             self._release_generation += 1
             waiters, self._waiters = self._waiters, []
+            self._stalls_changed.notify_all()
         for loop, event in waiters:
             loop.call_soon_threadsafe(event.set)
 
@@ -159,6 +161,11 @@ class FaultPlan:
         with self._lock:
             return len(self._waiters)
 
+    def wait_for_stalled(self, count: int, timeout: float = 5.0) -> bool:
+        """Block until exactly ``count`` stalls wait for `release()`; False on timeout."""
+        with self._stalls_changed:
+            return self._stalls_changed.wait_for(lambda: len(self._waiters) == count, timeout)
+
     async def stall(self, seconds: float) -> None:
         """Sleep ``seconds``, or until `release()` when ``seconds`` is 0."""
         if seconds > 0:
@@ -168,6 +175,7 @@ class FaultPlan:
         waiter = (asyncio.get_running_loop(), event)
         with self._lock:
             self._waiters.append(waiter)
+            self._stalls_changed.notify_all()
         try:
             await event.wait()
         finally:
@@ -175,3 +183,4 @@ class FaultPlan:
             with self._lock:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
+                    self._stalls_changed.notify_all()

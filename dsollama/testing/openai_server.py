@@ -19,8 +19,9 @@ matching fault; the monitoring routes a test polls while a burst runs (``/metric
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -130,6 +131,7 @@ class OpenAIServerDouble(Configurable, Double):
         self._pool = SlotPool(self._slot_count(), self._token_capacity())
         self._tasks = itertools.count()
         self._stats = self._new_stats()
+        self._started: deque[Ticket] = deque(maxlen=10_000)
 
     # -- what a subclass says about its server ----------------------------------------------
 
@@ -212,6 +214,11 @@ class OpenAIServerDouble(Configurable, Double):
             )
 
         return self._pool.wait_for(reached, timeout)
+
+    def generations(self) -> list[Ticket]:
+        """Requests that took a slot, in the order they took it (the last 10,000): copies,
+        with ``task`` numbered in arrival order, so ``[t.task for t in ...]`` shows FIFO."""
+        return [dataclasses.replace(t) for t in tuple(self._started)]
 
     # -- lifecycle and settings -------------------------------------------------------------
 
@@ -393,6 +400,7 @@ class OpenAIServerDouble(Configurable, Double):
     async def _take_slot(self, ticket: Ticket, cost: int) -> None:
         ticket.slot = await self._pool.acquire(cost)
         ticket.started = asyncio.get_running_loop().time()
+        self._started.append(ticket)
         self._slot_taken(ticket)
 
     def _slot_taken(self, ticket: Ticket) -> None:
