@@ -22,6 +22,7 @@ import pytest
 
 from dsollama.testing import FakeVLLM, Fault
 from dsollama.testing._text import answer_tokens, thinking_tokens
+from tests.openai_clients import connect, connect_async, extra, loopback_http
 from tests.prometheus_text import parse
 
 QUESTION = "why is the sky blue"
@@ -37,21 +38,8 @@ def canonical(question: str) -> str:
 
 @pytest.fixture(scope="module", name="http")
 def http_fixture() -> Iterator[httpx.Client]:
-    # No TLS on loopback: skipping the CA bundle saves ~0.2 s per client.
-    with httpx.Client(verify=False, timeout=10) as client:
+    with loopback_http() as client:
         yield client
-
-
-def connect(url: str, **options: Any) -> openai.OpenAI:
-    """The official client for a double's /v1 base, without retries."""
-    options.setdefault("api_key", "none")
-    return openai.OpenAI(
-        base_url=url,
-        max_retries=0,
-        timeout=10,
-        http_client=httpx.Client(verify=False, timeout=10),
-        **options,
-    )
 
 
 @pytest.fixture
@@ -64,10 +52,6 @@ def fake() -> Iterator[FakeVLLM]:
 def client(fake: FakeVLLM) -> Iterator[openai.OpenAI]:
     with connect(fake.base_url) as c:
         yield c
-
-
-def extra(model: Any, name: str) -> Any:
-    return (model.model_extra or {}).get(name)
 
 
 def streamed(client: openai.OpenAI, question: str = QUESTION, **kwargs: Any) -> str:
@@ -146,9 +130,7 @@ def test_streaming_through_the_client_with_usage(client: openai.OpenAI) -> None:
 
 @pytest.mark.anyio
 async def test_async_client_streaming_and_not(fake: FakeVLLM) -> None:
-    http_client = httpx.AsyncClient(verify=False, timeout=10)
-    options: dict[str, Any] = {"api_key": "none", "max_retries": 0, "http_client": http_client}
-    async with openai.AsyncOpenAI(base_url=fake.base_url, **options) as c:
+    async with connect_async(fake.base_url) as c:
         whole = await c.chat.completions.create(model=MODEL, messages=MESSAGES)
         stream = await c.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
         content = ""
