@@ -100,12 +100,7 @@ def _stop(body: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _include_usage(body: Mapping[str, Any], stream: bool) -> bool:
     options = _optional(body, "stream_options", dict, "an object")
-    if options is None:
-        return False
-    if not stream:
-        # vLLM's check (verbatim); llama-server has the same rule in its parser.
-        raise ServerError(400, "Stream options can only be defined when `stream=True`.")
-    return options.get("include_usage") is True
+    return stream and options is not None and options.get("include_usage") is True
 
 
 def _messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -241,6 +241,8 @@ class FakeVLLM(OpenAIServerDouble):
         return requested
 
     def _check_request(self, request: ChatRequest | FimRequest, body: Mapping[str, Any]) -> None:
+        if body.get("stream_options") is not None and not request.stream:
+            raise ServerError(400, "Stream options can only be defined when `stream=True`.")
         if isinstance(request, FimRequest):
             if body.get("suffix") is not None:
                 raise ServerError(400, "suffix is not currently supported")
