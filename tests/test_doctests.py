@@ -23,6 +23,7 @@ MODULES = [
     "dsollama._provision.plan",
     "dsollama._modelfile",
     "dsollama._modelfile.parameters",
+    "dsollama.testing._prometheus",
 ]
 
 

@@ -76,6 +76,29 @@ def test_fixtures_work_in_a_fresh_project(pytester: pytest.Pytester, tmp_path: P
             httpx.get(url + "/", timeout=2)
 
 
+def test_openai_server_fixtures(pytester: pytest.Pytester) -> None:
+    """fake_vllm and fake_llamacpp are started doubles of vLLM and llama-server."""
+    pytester.makepyfile(
+        """
+        import httpx
+
+
+        def test_vllm(fake_vllm):
+            body = {"messages": [{"role": "user", "content": "hi"}]}
+            answer = httpx.post(fake_vllm.base_url + "/chat/completions", json=body).json()
+            assert answer["choices"][0]["message"]["reasoning_content"]
+            assert "vllm:num_requests_waiting" in httpx.get(fake_vllm.url + "/metrics").text
+
+
+        def test_llamacpp(fake_llamacpp):
+            assert httpx.get(fake_llamacpp.url + "/health").json() == {"status": "ok"}
+            assert "llamacpp:requests_deferred" in httpx.get(fake_llamacpp.url + "/metrics").text
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+
+
 def test_fixtures_come_from_the_plugin(pytester: pytest.Pytester) -> None:
     """Without the plugin (``-p no:dsollama``) the fixtures do not exist."""
     pytester.makepyfile("def test_it(fake_deepseek):\n    pass\n")

@@ -1,7 +1,9 @@
-"""Doubles of the Ollama daemon and the DeepSeek API, for tests, benchmarks and demos.
+"""Doubles of the Ollama daemon, the DeepSeek API, vLLM and llama-server, for tests,
+benchmarks and demos.
 
-`FakeOllama` and `FakeDeepSeek` are real HTTP servers on loopback that behave like the
-servers they stand in for: status codes, error texts, stream framing, queueing, faults.
+`FakeOllama`, `FakeDeepSeek`, `FakeVLLM` and `FakeLlamaServer` are real HTTP servers on
+loopback that behave like the servers they stand in for: status codes, error texts,
+stream framing, queueing, metrics, faults.
 They share one fault vocabulary (`Fault`, `FaultPlan`). Names load lazily, so importing
 this package costs nothing until a double is used.
 """
@@ -15,14 +17,27 @@ if TYPE_CHECKING:
     from ._faults import Fault, FaultPlan
     from ._server import RecordedRequest
     from .deepseek import FakeDeepSeek
+    from .llamacpp import FakeLlamaServer
     from .ollama import FakeModel, FakeOllama
+    from .vllm import FakeVLLM
 
-__all__ = ["FakeDeepSeek", "FakeModel", "FakeOllama", "Fault", "FaultPlan", "RecordedRequest"]
+__all__ = [
+    "FakeDeepSeek",
+    "FakeLlamaServer",
+    "FakeModel",
+    "FakeOllama",
+    "FakeVLLM",
+    "Fault",
+    "FaultPlan",
+    "RecordedRequest",
+]
 
 _EXPORTS = {
     "FakeOllama": ".ollama",
     "FakeModel": ".ollama",
     "FakeDeepSeek": ".deepseek",
+    "FakeVLLM": ".vllm",
+    "FakeLlamaServer": ".llamacpp",
     "Fault": "._faults",
     "FaultPlan": "._faults",
     "RecordedRequest": "._server",

@@ -122,6 +122,7 @@ class FaultPlan:
     def __init__(self) -> None:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
+        self._stalls_changed = threading.Condition(self._lock)
         self._release_generation = 0
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
 
@@ -137,10 +138,16 @@ class FaultPlan:
         with self._lock:
             return list(self._faults)
 
-    def take(self, path: str) -> Fault | None:
-        """The first fault matching ``path``, counted down (removed when used up)."""
+    def take(self, path: str, *, named_only: bool = False) -> Fault | None:
+        """The first fault matching ``path``, counted down (removed when used up).
+
+        ``named_only``: only a fault whose ``path`` names this one (a double's monitoring
+        routes, which a test polls while faults wait for the requests under test).
+        """
         with self._lock:
             for index, fault in enumerate(self._faults):
+                if named_only and fault.path is None:
+                    continue
                 if fault.matches(path):
                     if fault.times is not None:
                         fault.times -= 1
@@ -156,6 +163,7 @@ class FaultPlan:
         with self._lock:
             self._release_generation += 1
             waiters, self._waiters = self._waiters, []
+            self._stalls_changed.notify_all()
         for loop, event in waiters:
             loop.call_soon_threadsafe(event.set)
 
@@ -168,6 +176,11 @@ class FaultPlan:
         with self._lock:
             return len(self._waiters)
 
+    def wait_for_stalled(self, count: int, timeout: float = 5.0) -> bool:
+        """Block until exactly ``count`` stalls wait for `release()`; False on timeout."""
+        with self._stalls_changed:
+            return self._stalls_changed.wait_for(lambda: len(self._waiters) == count, timeout)
+
     async def stall(self, seconds: float) -> None:
         """Sleep ``seconds``, or until `release()` when ``seconds`` is 0."""
         if seconds > 0:
@@ -177,6 +190,7 @@ class FaultPlan:
         waiter = (asyncio.get_running_loop(), event)
         with self._lock:
             self._waiters.append(waiter)
+            self._stalls_changed.notify_all()
         try:
             await event.wait()
         finally:
@@ -184,3 +198,4 @@ class FaultPlan:
             with self._lock:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
+                    self._stalls_changed.notify_all()

@@ -73,6 +73,15 @@ from ._deepseek_stream import (
 from ._double import Double
 from ._faults import Fault
 from ._server import AbortConnection, Request, Response, StreamResponse
+from ._settings import (
+    Configurable,
+    as_bool,
+    as_count,
+    as_interval,
+    as_limit,
+    as_seconds,
+    as_strings,
+)
 
 __all__ = ["FakeDeepSeek", "main"]
 
@@ -91,66 +100,28 @@ _METHODS = {"chat": "POST", "fim": "POST", "models": "GET", "balance": "GET"}
 _CONNECTION_FAULTS = frozenset({"refuse", "reset", "status", "stall_before", "html_body"})
 
 
-def _tuple_of_str(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise TypeError("expected a list of strings")
-    items = tuple(value)
-    if not all(isinstance(v, str) for v in items):
-        raise TypeError("expected a list of strings")
-    return items
-
-
+# Settings changeable at run time (attributes, `configure()`, POST /_dsollama/config).
 def _keys(value: Any) -> tuple[str, ...]:
-    keys = _tuple_of_str(value)
+    keys = as_strings(value)
     if not keys:
         raise ValueError("at least one API key is needed")
     return keys
 
 
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError("expected true or false")
-    return value
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("expected an integer >= 0")
-    return value
-
-
-def _limit(value: Any) -> int | None:
-    return None if value is None else _count(value)
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError("expected a number >= 0")
-    return float(value)
-
-
-def _interval(value: Any) -> float:
-    number = _seconds(value)
-    if number <= 0:
-        raise ValueError("expected a number > 0")
-    return number
-
-
-# Settings changeable at run time (attributes, `configure()`, POST /_dsollama/config).
 _SETTINGS: dict[str, Callable[[Any], Any]] = {
     "api_keys": _keys,
-    "models": _tuple_of_str,
-    "retired": _tuple_of_str,
-    "balance_available": _bool,
-    "concurrency_limit": _limit,
-    "tokens_per_second": _seconds,
-    "first_token_seconds": _seconds,
-    "answer_tokens": _count,
-    "thinking_tokens": _count,
-    "keepalive_interval": _interval,
-    "usage_on_separate_chunk": _bool,
-    "cache_hit_tokens": _count,
-    "json_empty_content": _count,
+    "models": as_strings,
+    "retired": as_strings,
+    "balance_available": as_bool,
+    "concurrency_limit": as_limit,
+    "tokens_per_second": as_seconds,
+    "first_token_seconds": as_seconds,
+    "answer_tokens": as_count,
+    "thinking_tokens": as_count,
+    "keepalive_interval": as_interval,
+    "usage_on_separate_chunk": as_bool,
+    "cache_hit_tokens": as_count,
+    "json_empty_content": as_count,
 }
 
 
@@ -158,7 +129,7 @@ def _dumps(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-class FakeDeepSeek(Double):
+class FakeDeepSeek(Configurable, Double):
     """The DeepSeek API double. Start it (``with FakeDeepSeek() as fake:``), point an
     OpenAI-format client at ``fake.url`` (``fake.beta_url`` for beta features) with
     ``api_key=fake.api_key``.
@@ -168,6 +139,8 @@ class FakeDeepSeek(Double):
     ``json_empty_content=N``: the next N JSON-mode answers come back with empty content
     (§5.3 of the reference).
     """
+
+    _settings = _SETTINGS
 
     def __init__(
         self,
@@ -216,36 +189,13 @@ class FakeDeepSeek(Double):
             cache_hit_tokens=cache_hit_tokens,
             json_empty_content=json_empty_content,
         )
-        super().__init__(self._handle, host=host, port=port)
+        Double.__init__(self, self._handle, host=host, port=port)
         self._in_flight = 0
         self._in_flight_changed = threading.Condition()
         # Shaped like the captured ones (§2.3); fixed for the life of the double.
         self.system_fingerprint = f"fp_{secrets.token_hex(5)}_prod0820_fp8_kvcache"
 
     # -- settings -------------------------------------------------------------------------
-
-    def configure(self, **changes: Any) -> dict[str, Any]:
-        """Change settings by name (all checked before any is applied); returns them all."""
-        checked: dict[str, Any] = {}
-        for name, value in changes.items():
-            convert = _SETTINGS.get(name)
-            if convert is None:
-                raise ValueError(f"unknown setting {name!r}; known: {', '.join(_SETTINGS)}")
-            try:
-                checked[name] = convert(value)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"bad value for {name}: {exc}") from None
-        for name, value in checked.items():
-            setattr(self, name, value)
-        return self.config()
-
-    def config(self) -> dict[str, Any]:
-        """The current settings, JSON-ready."""
-        out: dict[str, Any] = {}
-        for name in _SETTINGS:
-            value = getattr(self, name)
-            out[name] = list(value) if isinstance(value, tuple) else value
-        return out
 
     # -- lifecycle ------------------------------------------------------------------------
 

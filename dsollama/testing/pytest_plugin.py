@@ -1,4 +1,4 @@
-"""pytest plugin: doubles of the Ollama daemon and the DeepSeek API as fixtures.
+"""pytest plugin: doubles of the Ollama daemon, the DeepSeek API, vLLM and llama-server as fixtures.
 
 Registered through the ``pytest11`` entry point, so any project that installs dsollama
 gets, with no configuration:
@@ -6,6 +6,9 @@ gets, with no configuration:
 - ``fake_ollama``: a started `dsollama.testing.ollama.FakeOllama` with
   ``deepseek-r1:8b`` installed;
 - ``fake_deepseek``: a started `dsollama.testing.deepseek.FakeDeepSeek`;
+- ``fake_vllm``: a started `dsollama.testing.vllm.FakeVLLM` (reasoning parser on);
+- ``fake_llamacpp``: a started `dsollama.testing.llamacpp.FakeLlamaServer` with
+  ``/metrics`` on;
 - ``dsollama_env``: both of the above, with ``OLLAMA_HOST``, ``DEEPSEEK_BASE_URL`` and
   ``DEEPSEEK_API_KEY`` pointing at them for the duration of the test.
 
@@ -23,9 +26,18 @@ import pytest
 
 if TYPE_CHECKING:
     from .deepseek import FakeDeepSeek
+    from .llamacpp import FakeLlamaServer
     from .ollama import FakeOllama
+    from .vllm import FakeVLLM
 
-__all__ = ["DsollamaDoubles", "dsollama_env", "fake_deepseek", "fake_ollama"]
+__all__ = [
+    "DsollamaDoubles",
+    "dsollama_env",
+    "fake_deepseek",
+    "fake_llamacpp",
+    "fake_ollama",
+    "fake_vllm",
+]
 
 
 class DsollamaDoubles(NamedTuple):
@@ -54,6 +66,33 @@ def fake_deepseek() -> Iterator[FakeDeepSeek]:
     from .deepseek import FakeDeepSeek
 
     fake = FakeDeepSeek()
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def fake_vllm() -> Iterator[FakeVLLM]:
+    """A started vLLM double serving ``deepseek-ai/DeepSeek-R1-Distill-Qwen-7B`` with the
+    reasoning parser on; use ``.base_url``."""
+    from .vllm import FakeVLLM
+
+    fake = FakeVLLM(reasoning_parser=True)
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def fake_llamacpp() -> Iterator[FakeLlamaServer]:
+    """A started llama-server double (one slot, ``/metrics`` on); use ``.base_url``."""
+    from .llamacpp import FakeLlamaServer
+
+    fake = FakeLlamaServer(metrics=True)
     fake.start()
     try:
         yield fake
