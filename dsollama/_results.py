@@ -113,6 +113,8 @@ def chat_response(routed: RoutedDelta) -> ChatResponse:
         "done": delta.done,
         "served_by": served,
     }
+    if routed.restart:
+        fields["restart"] = True
     if routed.summary is not None:
         fields.update(_final_fields(delta, served, routed.summary))
     return _construct(ChatResponse, fields)
@@ -128,6 +130,8 @@ def generate_response(routed: RoutedDelta) -> GenerateResponse:
         "done": delta.done,
         "served_by": served,
     }
+    if routed.restart:
+        fields["restart"] = True
     if routed.summary is not None:
         fields.update(_final_fields(delta, served, routed.summary))
         fields["context"] = delta.context

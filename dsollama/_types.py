@@ -109,6 +109,8 @@ class Seam(BaseModel):
     from_route: str
     to_route: str
     reason: str
+    kind: Literal["continue", "restart"] = "continue"
+    "continue: the answer goes on from ``at_char``; restart: it starts again from the beginning."
 
 
 class HostedUsage(BaseModel):
@@ -140,6 +142,8 @@ class _CallInfo(BaseModel):
     "Seconds from the call to its first token, as this client measured it (final only)."
     elapsed_s: float | None = None
     "Seconds the whole call took, retries and fallbacks included (final only)."
+    restart: bool | None = None
+    "True on the chunk that announces a restart: discard what you received; the whole answer follows from another route."
 
 
 class ChatResponse(ollama.ChatResponse, _CallInfo):

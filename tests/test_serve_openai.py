@@ -222,6 +222,23 @@ async def test_a_mid_stream_break_raises_instead_of_ending_short(stack: Stack) -
         assert "broke after" in caught.value.message
 
 
+async def test_serve_never_glues_a_restarted_answer_to_a_broken_one(stack: Stack) -> None:
+    # The library may restart a broken stream and flag it; an SDK client cannot read the
+    # flag, so serve ends the stream with an error event instead.
+    stack.ollama.add_fault(Fault("drop", after_chunks=4, path="/api/chat"))
+    with serving(stack, on_broken_stream="restart") as served, client_for(served) as client:
+        stream = client.chat.completions.create(model=MODEL, messages=USER, stream=True)  # type: ignore[arg-type]
+        received: list[str] = []
+        with pytest.raises(openai.APIError):
+            for chunk in stream:
+                if chunk.choices:
+                    delta = chunk.choices[0].delta
+                    received.append(getattr(delta, "reasoning_content", None) or "")
+                    received.append(delta.content or "")
+    assert "".join(received)  # part of an answer went out before the break
+    assert stack.deepseek.recorded("/chat/completions") == []  # nothing restarted there
+
+
 async def test_all_routes_failing_is_503_with_the_attempts(stack: Stack) -> None:
     stack.ollama.add_fault(Fault("status", status=503, times=None))
     stack.deepseek.add_fault(Fault("status", status=503, times=None))

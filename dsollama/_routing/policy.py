@@ -15,9 +15,9 @@ one function makes it reviewable and testable without any I/O.
 | 500-class, error line, malformed line     | retry, then next    | failure          |
 | truncated stream / filler-only body       | retry, then next    | failure          |
 | hosted `insufficient_system_resource`     | retry, then next    | failure          |
-| 404 model not found (local)               | next (hint: pull)   | neutral          |
+| 404 model not found (any route)           | next (hint: pull)   | neutral          |
 | route cannot serve this request           | next                | neutral          |
-| prompt longer than the local context      | next                | neutral          |
+| prompt longer than the route's context    | next (any dialect)  | neutral          |
 | 401 key refused                           | next                | disable (session)|
 | 402 out of credit                         | next                | disable (long)   |
 | 3xx redirect (never followed with a key)  | next, loudly        | open now         |
@@ -137,7 +137,7 @@ def classify(error: BaseException, *, kind: str) -> Decision:
     if isinstance(error, BadRequestError):
         if _is_context_overflow(error):
             return Decision(
-                Action.NEXT, BreakerEffect.NEUTRAL, "prompt longer than the local context"
+                Action.NEXT, BreakerEffect.NEUTRAL, f"prompt longer than the {kind} context"
             )
         if _is_capability_gap(error):
             return Decision(Action.NEXT, BreakerEffect.NEUTRAL, f"{kind} model lacks a capability")

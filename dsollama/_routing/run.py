@@ -106,6 +106,8 @@ class CallRun:
         self.last_error: BaseException | None = None
         self.deadline = self.started + controls.total_timeout
         self.next_index = 0
+        self.recovered: set[str] = set()
+        "Routes that broke mid-answer or took over a broken answer in this call."
         self.racers: list[Racer] = []
         self.deferred: list[RouteChoice] = []
         "Routes skipped as busy or cold: the last resort when everything else fails."
@@ -131,7 +133,12 @@ class CallRun:
             racer, item = await self._acquire()
             while True:
                 if isinstance(item, Failure):
-                    racer, item = await self._recover(racer, item.error, answer)
+                    racer, item, restarted = await self._recover(racer, item.error, answer)
+                    if restarted:
+                        # Tell the caller before the first restarted chunk: discard what
+                        # you have; a whole new answer follows.
+                        self.book.delivered_content = self.book.delivered_thinking = ""
+                        yield RoutedDelta(Delta(), racer.choice.served_by(), restart=True)
                     continue
                 delta = item
                 if self.spec.stream:
@@ -321,11 +328,7 @@ class CallRun:
     async def _handle_failure(self, racer: Racer, error: BaseException) -> None:
         """A racer failed before its first token: retry it, move on, or raise."""
         self.racers.remove(racer)
-        self.last_error = error
-        decision = classify(error, kind=racer.choice.kind)
-        self._learn(racer, error)
-        self._apply_breaker(racer, decision)
-        self._finish_load(racer, ok=False)
+        decision = self._fail(racer, error)
         if decision.action is Action.RAISE:
             self.book.record_racer(racer, "failed", error=error)
             if isinstance(error, BackendError):
@@ -334,7 +337,6 @@ class CallRun:
         gated = getattr(error, "concurrency_limit", None) is not None
         delay = self._retry_delay(racer, decision, gated=gated)
         self.book.record_racer(racer, "retry" if delay is not None else "fallback", error=error)
-        self.book.note_reason(decision.reason)
         if decision.loud:
             log.warning(
                 "dsollama: %s on %s: %s", decision.reason, racer.choice.route, redact(str(error))
@@ -385,78 +387,110 @@ class CallRun:
 
     async def _recover(
         self, racer: Racer, error: BaseException, answer: list[Delta]
-    ) -> tuple[Racer, QueueItem]:
-        """The committed route failed mid-answer."""
+    ) -> tuple[Racer, QueueItem, bool]:
+        """The committed route failed mid-answer: (the racer now answering, its first item,
+        whether the answer restarted from the beginning)."""
         if not self.spec.stream or not (
             self.book.delivered_content or self.book.delivered_thinking
         ):
             # The caller has seen nothing of this answer: start over, as before the first token.
             answer.clear()
             await self._handle_failure(racer, error)
-            return await self._acquire()
+            found, item = await self._acquire()
+            return found, item, False
         self.racers.remove(racer)
+        broken = racer.choice
+        decision = self._fail(racer, error)
+        mode = self.controls.on_broken_stream
+        self.recovered.add(broken.route)  # never recover onto the route that just broke
+        if decision.action is Action.RAISE or mode == "raise":
+            self.book.record_racer(racer, "failed", error=error)
+            raise self._interrupted(error, decision.reason, mode)
+        handed_over = False
+        while self.remaining() > 0:
+            target = self._recovery_route(mode)
+            if target is None:
+                break
+            if not handed_over:
+                self.book.record_racer(racer, "fallback", error=error)
+                handed_over = True
+            # At most one recovery per route per call: a route that stalls is not
+            # continued on, and stalls again.
+            self.recovered.add(target.route)
+            at_char = len(self.book.delivered_content)
+            partial = (self.book.delivered_content, self.book.delivered_thinking)
+            started = self._start(
+                target, attempt_no=1, continuation=partial if mode == "continue" else None
+            )
+            started.budget_spent = True  # nowhere better to go: wait up to the total deadline
+            taker, first = await self._first_item(max(self.remaining(), 0.0))
+            if taker is None or first is None:
+                await self._fail_racers_on_deadline()
+                break
+            if isinstance(first, Failure):
+                self.racers.remove(taker)
+                self._fail(taker, first.error)
+                self.book.record_racer(taker, "failed", error=first.error)
+                continue
+            self.book.seams.append(
+                Seam(
+                    at_char=at_char,
+                    from_route=broken.route,
+                    to_route=target.route,
+                    reason=decision.reason,
+                    kind=mode,
+                )
+            )
+            self.winner = taker
+            return taker, first, mode == "restart"
+        if not handed_over:
+            self.book.record_racer(racer, "failed", error=error)
+        raise self._interrupted(self.last_error or error, decision.reason, mode)
+
+    def _fail(self, racer: Racer, error: BaseException) -> Decision:
+        """What a failed racer teaches: its breaker, its route's load, the call's reason."""
         self.last_error = error
         decision = classify(error, kind=racer.choice.kind)
         self._learn(racer, error)
         self._apply_breaker(racer, decision)
         self._finish_load(racer, ok=False)
         self.book.note_reason(decision.reason)
-        target = self._continuation_route(racer.choice)
-        if decision.action is not Action.RAISE and target is not None:
-            self.book.record_racer(racer, "fallback", error=error)
-            self.book.seams.append(
-                Seam(
-                    at_char=len(self.book.delivered_content),
-                    from_route=racer.choice.route,
-                    to_route=target.route,
-                    reason=decision.reason,
-                )
+        return decision
+
+    def _interrupted(self, error: BaseException, reason: str, mode: str) -> StreamInterruptedError:
+        if mode == "raise":
+            hint: str | None = (
+                "pass continue_stream=True (on_broken_stream='continue'), or "
+                "on_broken_stream='restart', to recover broken answers on another route"
             )
-            partial = (self.book.delivered_content, self.book.delivered_thinking)
-            self._start(target, attempt_no=1, continuation=partial)
-            return await self._acquire_continuation()
-        self.book.record_racer(racer, "failed", error=error)
-        raise StreamInterruptedError(
-            f"the answer broke after {len(self.book.delivered_content)} characters: {decision.reason} "
-            f"({type(error).__name__}: {redact(str(error))})",
+            what = f"the answer broke after {len(self.book.delivered_content)} characters"
+        else:
+            hint = None
+            what = (
+                f"the answer broke after {len(self.book.delivered_content)} characters and no "
+                f"route could {mode} it" + (" in time" if self.remaining() <= 0 else "")
+            )
+        interrupted = StreamInterruptedError(
+            f"{what}: {reason} ({type(error).__name__}: {redact(str(error))})",
             partial_text=self.book.delivered_content,
             partial_thinking=self.book.delivered_thinking,
             attempts=self.book.attempts,
-            hint=None
-            if self.controls.on_broken_stream != "raise"
-            else "pass continue_stream=True (on_broken_stream='continue'), or on_broken_stream='restart', to recover broken answers on another route",
-        ) from error
+            hint=hint,
+        )
+        interrupted.__cause__ = error
+        return interrupted
 
-    def _continuation_route(self, broken: RouteChoice) -> RouteChoice | None:
-        if self.controls.on_broken_stream != "continue":
-            return None
+    def _recovery_route(self, mode: str) -> RouteChoice | None:
+        """The next route that may take over a broken answer: in plan order, viable,
+        not used for a recovery (or broken) in this call; for ``continue``, one that can
+        continue a prefix."""
         for choice in self.routes:
-            if (
-                choice.route != broken.route
-                and choice.backend.capabilities.continuation
-                and self.router.viable(choice)
-            ):
-                return choice
+            if choice.route in self.recovered or not self.router.viable(choice):
+                continue
+            if mode == "continue" and not choice.backend.capabilities.continuation:
+                continue
+            return choice
         return None
-
-    async def _acquire_continuation(self) -> tuple[Racer, QueueItem]:
-        racer = self.racers[-1]
-        racer.budget_spent = True  # nowhere better to go: wait up to the total deadline
-        found, item = await self._first_item(max(self.remaining(), 0.0))
-        if found is None or item is None:
-            await self._fail_racers_on_deadline()
-            raise self.book.exhausted(self.routes, self.last_error)
-        if isinstance(item, Failure):
-            self.racers.remove(racer)
-            self.book.record_racer(racer, "failed", error=item.error)
-            raise StreamInterruptedError(
-                f"the answer broke and could not be continued: {type(item.error).__name__}: {redact(str(item.error))}",
-                partial_text=self.book.delivered_content,
-                partial_thinking=self.book.delivered_thinking,
-                attempts=self.book.attempts,
-            ) from item.error
-        self.winner = racer
-        return racer, item
 
     # -- the reader task ------------------------------------------------------------------
 

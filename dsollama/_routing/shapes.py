@@ -143,6 +143,8 @@ class RoutedDelta:
     served_by: ServedBy
     summary: CallSummary | None = None
     "Set on the final delta of the call."
+    restart: bool = False
+    "The answer restarts here on another route: discard what was received so far."
 
 
 class Failure:

@@ -21,8 +21,10 @@ from .._exceptions import (
     BackendError,
     BadRequestError,
     BusyError,
+    ContextOverflowError,
     HostedAuthError,
     HostedBalanceError,
+    ModelNotFoundError,
     RedirectRefusedError,
     ServerError,
     redact,
@@ -155,6 +157,22 @@ def _shown_location(location: str, secrets: Sequence[str]) -> str:
     return redact(shown, secrets)
 
 
+# How OpenAI-format servers say a prompt is too long (reference: openai-servers.md):
+# OpenAI's code, vLLM's message, llama-server's error type (a 500 in builds of 2025-09).
+_CONTEXT_CODES = ("context_length_exceeded", "exceed_context_size_error")
+_CONTEXT_TEXTS = ("maximum context length", "exceeds the available context size")
+
+
+def _is_context_overflow(status: int, lowered: str, body: bytes | str | Mapping[str, Any]) -> bool:
+    if status not in (400, 413, 422, 500):
+        return False
+    if any(text in lowered for text in _CONTEXT_TEXTS):
+        return True
+    raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    raw_text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return any(code in raw_text for code in _CONTEXT_CODES)
+
+
 def classify_hosted_error(
     status: int,
     body: bytes | str | Mapping[str, Any],
@@ -181,6 +199,18 @@ def classify_hosted_error(
     message = f"hosted API answered {status}: {detail}"
     lowered = detail.lower()
     error: BackendError
+    if _is_context_overflow(status, lowered, body):
+        return ContextOverflowError(
+            f"the prompt does not fit the context window of {hosted_model or 'the model'} "
+            f"on {route or 'the route'}: {detail}",
+            route=route,
+            model=hosted_model,
+        )
+    if status == 404 and "model" in lowered and ("not exist" in lowered or "not found" in lowered):
+        # vLLM and llama-server: the route does not serve this model (another may).
+        missing = ModelNotFoundError(hosted_model or "", route=route, message=message)
+        missing.hint = "check the route's models and model_map (`dsollama routes` lists them)"
+        return missing
     if status in (400, 422):
         if "model not exist" in lowered:
             text, hint = _model_not_exist_hint(hosted_model, catalogue)

@@ -86,9 +86,15 @@ class ServeState:
         library and the CLI. A request may ask for ``X-Dsollama-Local-Only: true`` or
         ``X-Dsollama-Policy``, but never widen a local-only server.
         """
-        if self.local_only:
-            return {"local_only": True}
         out: dict[str, Any] = {}
+        if self.ai.settings.on_broken_stream == "restart":
+            # A client reading an Ollama or OpenAI stream cannot be told "discard what you
+            # have": once a byte went out, a broken answer ends with an error event, never
+            # with a second answer glued to the first. (Before that, moving to another route
+            # is ordinary failover.) Continuing from the partial text stays allowed.
+            out["on_broken_stream"] = "raise"
+        if self.local_only:
+            return {**out, "local_only": True}
         wanted = request.headers.get(POLICY_HEADER, "").strip().lower()
         if wanted:
             if wanted not in ("local-first", "hosted-first", "local-only"):

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._text import answer_tokens, thinking_tokens
+from ._text import answer_tokens, continue_after, thinking_tokens
 
 __all__ = ["Plan", "embedding", "make_plan", "prompt_tokens", "tool_call_id"]
 
@@ -57,8 +57,12 @@ def make_plan(
     messages: Sequence[Mapping[str, Any]] = (),
     num_predict: int | None = None,
     stop: Sequence[str] = (),
+    prefix: str | None = None,
 ) -> Plan:
     """Decide the answer for ``key`` (the prompt, or the last user message).
+
+    ``prefix``: the conversation ends with an assistant message, which the model continues
+    (the template leaves the last assistant turn open): the rest of the canonical answer.
 
     ``think`` puts reasoning in ``thinking``; ``inline_think`` (an old server and a
     DeepSeek-R1 model) puts it inline in the content between ``<think>`` tags instead.
@@ -66,6 +70,9 @@ def make_plan(
     ``format`` (``"json"`` or a schema) makes the answer a JSON document.
     """
     plan = Plan()
+    if prefix:
+        plan.content = continue_after(key, prefix, answer_n)
+        return plan
     reasoning = thinking_tokens(key, thinking_n) if (think or inline_think) else []
     if tools and not (messages and messages[-1].get("role") == "tool"):
         plan.tool_calls = [_tool_call(tools, messages)]

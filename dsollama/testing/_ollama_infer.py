@@ -273,6 +273,10 @@ async def prepare_chat(fake: FakeOllama, body: dict[str, Any]) -> Response | Pre
         history.insert(0, {"role": "system", "content": model.system})
     inline = fake.think_inline and "thinking" in model.capabilities
 
+    last = messages[-1]
+    # A final assistant message is continued, not answered (the template leaves it open).
+    prefix = str(last.get("content") or "") if last.get("role") == "assistant" else None
+
     def plan_for() -> Plan:
         return make_plan(
             conversation_key(messages),
@@ -285,6 +289,7 @@ async def prepare_chat(fake: FakeOllama, body: dict[str, Any]) -> Response | Pre
             messages=messages,
             num_predict=options.get("num_predict"),
             stop=options.get("stop") or (),
+            prefix=prefix,
         )
 
     def piece(kind: str, value: Any) -> Chunk:
