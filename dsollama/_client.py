@@ -9,8 +9,9 @@ the official names and go to the first Ollama route's `OllamaDaemon`; the
 
 from __future__ import annotations
 
+import asyncio
 import builtins
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from os import PathLike
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -127,6 +128,41 @@ class _BaseClient:
             budget=shared_budget(settings) if settings.retry_budget_shared else None,
         )
         self._provisioner: AsyncProvisioner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_watch: AsyncGenerator[None, None] | None = None
+
+    async def _on_this_loop(self) -> None:
+        """Make sure the connections belong to the running event loop.
+
+        Connections are tied to the loop that opened them. When the loop they belong to
+        shuts down (the end of an ``asyncio.run()``) they are closed with it, and a call
+        from a later loop opens fresh ones, so one client serves a script that runs
+        several ``asyncio.run()`` in turn. Two loops running at once cannot share one.
+        """
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return
+        if self._loop is not None and self._loop.is_running():
+            raise ConfigError(
+                "this AsyncClient is in use on another running event loop",
+                hint="give each event loop (each thread) its own AsyncClient, or use dsollama.Client",
+            )
+        if self._loop is not None or self._loop_watch is not None:
+            for backend in self._router.backends:
+                backend.reopen()
+            self._router.forget_loop()
+        self._loop = loop
+        self._loop_watch = self._close_with_loop()
+        await self._loop_watch.__anext__()
+
+    async def _close_with_loop(self) -> AsyncGenerator[None, None]:
+        # An async generator the loop finalises when it shuts down (asyncio.run() closes
+        # every live one first), while it can still close our connections properly.
+        try:
+            yield
+        finally:
+            self._loop = None
+            await self._router.close_connections()
 
     def __repr__(self) -> str:
         routes = [b.route for b in self._router.backends]
@@ -172,6 +208,7 @@ class AsyncClient(_BaseClient):
     ) -> ChatResponse | GenerateResponse | AsyncIterator[ChatResponse | GenerateResponse]:
         """Route one call given whole (serve and the CLI use this; so do chat/generate)."""
         controls = resolve_controls(self.settings, routing or {}, source=self._source)
+        await self._on_this_loop()
         build: Callable[[RoutedDelta], Any] = (
             chat_response if spec.operation == "chat" else generate_response
         )
@@ -361,29 +398,36 @@ class AsyncClient(_BaseClient):
             dimensions=dimensions,
         )
         controls = resolve_controls(self.settings, routing, source=self._source)
+        await self._on_this_loop()
         return await self._router.embed(spec, controls)
 
     # -- provisioning (official names, first Ollama route) ---------------------------------
 
     async def list(self) -> ollama.ListResponse:
+        await self._on_this_loop()
         return await self.daemon().list()
 
     async def show(self, model: str) -> ollama.ShowResponse:
+        await self._on_this_loop()
         return await self.daemon().show(model)
 
     async def ps(self) -> ollama.ProcessResponse:
+        await self._on_this_loop()
         return await self.daemon().ps()
 
     async def delete(self, model: str) -> ollama.StatusResponse:
+        await self._on_this_loop()
         return await self.daemon().delete(model)
 
     async def copy(self, source: str, destination: str) -> ollama.StatusResponse:
+        await self._on_this_loop()
         return await self.daemon().copy(source, destination)
 
     async def pull(
         self, model: str, *, insecure: bool = False, stream: bool = False
     ) -> ollama.ProgressResponse | AsyncIterator[ollama.ProgressResponse]:
         """As `ollama.AsyncClient.pull`; see `pull_events` for typed progress."""
+        await self._on_this_loop()
         daemon = self.daemon()
         if not stream:
             return await daemon.pull(model, insecure=insecure)
@@ -416,6 +460,7 @@ class AsyncClient(_BaseClient):
             "parameters": parameters,
             "messages": messages,
         }
+        await self._on_this_loop()
         daemon = self.daemon()
         if not stream:
             return await daemon.create(model, **fields)
@@ -451,6 +496,10 @@ class AsyncClient(_BaseClient):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def aclose(self) -> None:
+        if self._loop_watch is not None and self._loop is asyncio.get_running_loop():
+            watch, self._loop_watch = self._loop_watch, None
+            await watch.aclose()  # closes the connections, on the loop they belong to
+            return
         await self._router.aclose()
 
     close = aclose

@@ -264,7 +264,7 @@ async def _until(condition: object, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
-async def test_a_cold_model_goes_hosted_and_is_warmed_for_the_next_call(
+async def test_a_cold_model_is_tried_under_the_budget_and_warmed_for_the_next_call(
     stack: Stack, kind: str
 ) -> None:
     from dsollama.testing import FakeOllama
@@ -273,10 +273,11 @@ async def test_a_cold_model_goes_hosted_and_is_warmed_for_the_next_call(
     with FakeOllama(models=["deepseek-r1:8b"], load_seconds=1.0) as cold:
         client = stack.client(kind, ollama_hosts=[cold.url], first_token_timeout=0.5)
         first = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
-        assert first.outcomes == [("local", "skipped"), ("hosted", "ok")]
-        assert "not loaded" in (first.final.fallback_reason or "")
-        assert first.elapsed < 0.5 + SLACK  # did not wait for the load
-        assert cold.recorded("/api/chat") == []
+        # No load was ever measured: a guess does not keep the call away; the budget
+        # moves it on in time.
+        assert first.outcomes == [("local", "fallback"), ("hosted", "ok")]
+        assert "no first token within" in (first.final.fallback_reason or "")
+        assert first.elapsed < 0.5 + SLACK
         # Warmed in the background: wait until the client knows (its load request returned).
         await _until(
             lambda: not any(v["cold"] or v["warming"] for v in client.routes()["local"].values())
@@ -284,6 +285,15 @@ async def test_a_cold_model_goes_hosted_and_is_warmed_for_the_next_call(
         assert "deepseek-r1:8b" in cold.loaded_models()
         second = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
         assert second.outcomes == [("local", "ok")]
+        # Unloaded again: now the load time is measured (~1 s > 0.5 s), so the call goes
+        # hosted at once, without queueing behind the load.
+        cold.unload("deepseek-r1:8b")
+        for load in client.router._loads.values():
+            load.last_answer_at = None  # as if idle past Ollama's keep-alive
+        third = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
+        assert third.outcomes == [("local", "skipped"), ("hosted", "ok")]
+        assert "not loaded" in (third.final.fallback_reason or "")
+        assert third.elapsed < 0.5
 
 
 async def test_a_warm_model_is_not_second_guessed(stack: Stack, kind: str) -> None:

@@ -83,11 +83,15 @@ def test_priors_are_used_before_any_answer() -> None:
     assert load.predict_first_token() == pytest.approx(0.5 + 1.5 + 0.5)
 
 
-def test_a_cold_model_adds_its_load_time() -> None:
+def test_a_cold_model_adds_its_load_time_once_a_load_was_measured() -> None:
     clock = FakeClock()
     load = trained_load(clock)
     load.cold = True
-    assert load.predict_first_token() == pytest.approx(0.1 + load.load.value)
+    # A guessed load time (the prior) never keeps a call away.
+    assert load.predict_first_token() == pytest.approx(0.1)
+    load.warmed(2.5)  # a real load, as the daemon reported it
+    load.cold = True  # unloaded again later
+    assert load.predict_first_token() == pytest.approx(0.1 + 2.5)
     ticket = load.start()
     load.first_token(ticket)
     assert load.cold is False

@@ -171,6 +171,10 @@ class Backend(Protocol):
         ``capabilities.embeddings`` is false."""
         ...
 
+    def reopen(self) -> None:
+        """Fresh connections for a new event loop (the old loop's were closed with it)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

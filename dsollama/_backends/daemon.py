@@ -24,7 +24,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import httpx
@@ -97,41 +97,51 @@ class OllamaDaemon:
         self.capabilities = config.capabilities
         self._settings = settings
         self._catalogue = catalogue
-        options = dict(httpx_options or {})
-        transport = options.pop("transport", None)
-        transport_options = {k: options.pop(k) for k in _TRANSPORT_OPTIONS if k in options}
-        if transport is None:
-            transport_options.setdefault("limits", http_limits())
-            transport = httpx.AsyncHTTPTransport(**transport_options)
-        merged_headers = {**config.headers, **dict(headers or {})}
-        # As the official client does: OLLAMA_API_KEY is its bearer token unless the
-        # caller set an Authorization header. Our raw requests carry the same headers.
-        api_key = os.environ.get("OLLAMA_API_KEY")
-        if api_key and not any(k.lower() == "authorization" for k in merged_headers):
-            merged_headers["Authorization"] = f"Bearer {api_key}"
-        follow = options.pop("follow_redirects", True)
+        self._httpx_options = dict(httpx_options or {})
+        self._headers = {**config.headers, **dict(headers or {})}
         self._stall = stall_timeout
         connect = settings.connect_timeout
         self.quick_timeout = httpx.Timeout(QUICK_READ_TIMEOUT, connect=connect)
         self.long_timeout = httpx.Timeout(stall_timeout, connect=connect)
+        self._connect()
+        self._version: tuple[int, ...] | None = None
+        self._ps_cache: tuple[float, set[str]] | None = None
+        self._tags_cache: tuple[float, set[str]] | None = None
+        self._ctx_cache: dict[str, int | None] = {}
+
+    def _connect(self) -> None:
+        """The transport and the clients on it, built with the user's httpx options."""
+        options = dict(self._httpx_options)
+        transport = options.pop("transport", None)
+        self._owns_transport = transport is None
+        transport_options = {k: options.pop(k) for k in _TRANSPORT_OPTIONS if k in options}
+        if transport is None:
+            transport_options.setdefault("limits", http_limits())
+            transport = httpx.AsyncHTTPTransport(**transport_options)
+        headers = dict(self._headers)
+        # As the official client does: OLLAMA_API_KEY is its bearer token unless the
+        # caller set an Authorization header. Our raw requests carry the same headers.
+        api_key = os.environ.get("OLLAMA_API_KEY")
+        if api_key and not any(k.lower() == "authorization" for k in headers):
+            headers["Authorization"] = f"Bearer {api_key}"
         shared = {
-            "headers": merged_headers,
+            "headers": headers,
             "transport": transport,
-            "follow_redirects": follow,
+            "follow_redirects": options.pop("follow_redirects", True),
             **options,
         }
         self._transport = transport
-        self._infer = ollama.AsyncClient(self.host, timeout=http_timeout(settings), **shared)
+        self._infer = ollama.AsyncClient(self.host, timeout=http_timeout(self._settings), **shared)
         self.admin = ollama.AsyncClient(self.host, timeout=self.quick_timeout, **shared)
         "The official client for one-shot admin calls (list, show, ps, delete, copy)."
         self.long = ollama.AsyncClient(self.host, timeout=self.long_timeout, **shared)
         "The official client for long progress streams (pull, create)."
         self.http = httpx.AsyncClient(base_url=self.host, timeout=self.quick_timeout, **shared)
         "Plain HTTP to the daemon (version, blobs, raw JSON, serve's pass-through)."
-        self._version: tuple[int, ...] | None = None
-        self._ps_cache: tuple[float, set[str]] | None = None
-        self._tags_cache: tuple[float, set[str]] | None = None
-        self._ctx_cache: dict[str, int | None] = {}
+
+    def reopen(self) -> None:
+        """Fresh connections for a new event loop (the old loop's were closed with it)."""
+        self._connect()
 
     def __repr__(self) -> str:
         return f"OllamaDaemon({self.route!r}, {self.host!r})"
@@ -253,13 +263,17 @@ class OllamaDaemon:
 
         Returns the load time the daemon measured, in seconds, or None when it could not.
         """
+        started = time.monotonic()
         try:
             with self.translate(model):
                 response = await self._infer.generate(model=model, prompt="", stream=False)
         except BackendError:
             return None
         self._ps_cache = None
-        return (response.load_duration or 0) / 1e9
+        # A load-only answer (done_reason "load") carries no durations: the request did
+        # nothing but wait for the load, so its own length is the measurement.
+        reported = (response.load_duration or 0) / 1e9
+        return reported or time.monotonic() - started
 
     async def context_window(self, model: str) -> int | None:
         """The context a request gets without its own num_ctx: the model's PARAMETER
@@ -498,8 +512,13 @@ class OllamaDaemon:
 
     async def aclose(self) -> None:
         await self.http.aclose()
-        for client in (self._infer, self.admin, self.long):
-            close: Any = getattr(client, "close", None)
-            if close is not None:
-                await close()
-        await self._transport.aclose()
+        # ollama's close() is untyped; held as typed callables to keep mypy strict.
+        closers: list[Callable[[], Awaitable[None]]] = [
+            self._infer.close,
+            self.admin.close,
+            self.long.close,
+        ]
+        for close in closers:
+            await close()
+        if self._owns_transport:
+            await self._transport.aclose()

@@ -84,16 +84,21 @@ class HostedBackend:
         headers = {**config.headers, "Accept": "application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        self._http = httpx.AsyncClient(
-            timeout=timeout,
-            headers=headers,
-            transport=transport,
-            limits=http_limits(),
-            trust_env=False,  # never route the key through an ambient proxy setting
+        self._client_options: dict[str, Any] = {
+            "timeout": timeout,
+            "headers": headers,
+            "transport": transport,
+            "limits": http_limits(),
+            "trust_env": False,  # never route the key through an ambient proxy setting
             # A redirect could lead the key to another origin or to plain HTTP: a 3xx is
             # an error (RedirectRefusedError) that names where it pointed.
-            follow_redirects=False,
-        )
+            "follow_redirects": False,
+        }
+        self._http = httpx.AsyncClient(**self._client_options)
+
+    def reopen(self) -> None:
+        """Fresh connections for a new event loop (the old loop's were closed with it)."""
+        self._http = httpx.AsyncClient(**self._client_options)
 
     def __repr__(self) -> str:
         return f"HostedBackend({self.endpoint!r})"

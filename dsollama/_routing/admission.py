@@ -194,7 +194,9 @@ class RouteLoad:
         return heapq.heappop(slot_free) if slot_free else 0.0
 
     def _cold_extra(self) -> float:
-        return self.load.value if self.cold else 0.0
+        # Only a measured load counts: a guess never keeps a call away from a route
+        # (the first-token budget still moves a truly slow load elsewhere in time).
+        return self.load.value if self.cold and self.load.samples else 0.0
 
     def snapshot(self) -> LoadSnapshot:
         with self._lock:
@@ -263,6 +265,10 @@ class HostedLoad(RouteLoad):
     def release(self) -> None:
         self.sent = max(self.sent - 1, 0)
         self._wake()
+
+    def forget_waiters(self) -> None:
+        """The event loop the waiters lived on is gone: so are they."""
+        self._waiters.clear()
 
     def _wake(self) -> None:
         # Count the slot for the waiter as it is woken, so nobody arriving in between can

@@ -269,11 +269,6 @@ class Router:
         load.missing = state == "missing"
         if not load.cold or load.missing:
             return
-        if load.load.samples == 0:
-            entry = self.catalogue.resolve(choice.model)
-            if entry is not None and entry.size_bytes:
-                # Until a real load is seen: reading the weights at ~2 GB/s, plus start-up.
-                load.load.value = 1.0 + entry.size_bytes / 2e9
         if not load.warming:
             # If this call goes elsewhere because the model is cold, load it now, so the
             # next calls can stay local (loading sends no content anywhere).
@@ -299,11 +294,20 @@ class Router:
     async def embed(self, spec: EmbedSpec, controls: Controls) -> EmbedResponse:
         return await EmbedRun(self, spec, controls).execute()
 
-    async def aclose(self) -> None:
+    def forget_loop(self) -> None:
+        """The event loop changed: what belonged to the old one is gone with it."""
+        self._background.clear()
+        for gate in self._hosted_loads.values():
+            gate.forget_waiters()
+
+    async def close_connections(self) -> None:
         for task in list(self._background):
             task.cancel()
         for backend in self.backends:
             await backend.aclose()
+
+    async def aclose(self) -> None:
+        await self.close_connections()
 
 
 def _capability_gap(choice: RouteChoice, spec: CallSpec) -> str | None:

@@ -277,6 +277,18 @@ class FakeOllama(Double):
 
         self._server.call(load())
 
+    def unload(self, *models: str) -> None:
+        """Take models out of memory, as the daemon does when their keep-alive ends."""
+
+        async def unload() -> None:
+            for name in models:
+                parsed = parse_name(name)
+                model = self._lookup(parsed) if parsed is not None else None
+                if model is not None:
+                    self._sched.expire_model(model)
+
+        self._server.call(unload())
+
     def installed_models(self) -> list[str]:
         return [m.name for m in tuple(self._installed.values())]
 
