@@ -168,6 +168,11 @@ def to_ollama_messages(
 _MODEL_IN_MESSAGE = re.compile(r"""model ['"]([^'"]+)['"]""")
 
 
+def _for_model(model: str | None) -> str:
+    # repr() escapes whatever control characters a caller's model name holds.
+    return f" for model {model[:200]!r}" if model else ""
+
+
 def _response_error(
     exc: ollama.ResponseError, *, host: str, model: str | None, route: str | None
 ) -> BackendError:
@@ -203,8 +208,10 @@ def _response_error(
             hint = "use a model whose template supports tools, or call without tools="
         elif "does not support insert" in lowered:
             hint = "suffix= (fill-in-the-middle) needs a model with the insert capability, e.g. deepseek-coder-v2"
+        if hint is None and "invalid model name" in lowered:
+            hint = "model names look like name[:tag], e.g. deepseek-r1:8b (`dsollama list` shows yours)"
         return BadRequestError(
-            f"the Ollama daemon rejected the request: {text}",
+            f"the Ollama daemon rejected the request{_for_model(model)}: {text}",
             route=route,
             status_code=400,
             hint=hint,
@@ -218,7 +225,9 @@ def _response_error(
         )
     if 400 <= status < 500 and status != 499:
         return BadRequestError(
-            f"the Ollama daemon rejected the request: {text}", route=route, status_code=status
+            f"the Ollama daemon rejected the request{_for_model(model)}: {text}",
+            route=route,
+            status_code=status,
         )
     return ServerError(
         f"the Ollama daemon at {host} failed: {text}", route=route, status_code=status
