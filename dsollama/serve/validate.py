@@ -97,8 +97,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise _too_deep() from None
     if not isinstance(data, dict):
         raise ApiError(400, f"the request body is {describe(data)}: send a JSON object")
-    # Only a \u escape can put a surrogate in a decoded string (raw UTF-8 cannot hold one).
-    check_values(data, surrogates=b"\\u" in raw)
+    check_values(data)
     return data
 
 
