@@ -391,3 +391,15 @@ def test_uvicorn_log_lines_are_escaped_too() -> None:
     assert "ValueError: bad value \\x1b]0;pwned\\x07" in text
     assert "client 1.2.3.4 said \\r\\nforged" in text
     assert "\x1b" not in text
+
+
+def test_the_command_and_the_library_share_the_bounds() -> None:
+    # The CLI cannot import the serve modules to read them (--help must stay fast).
+    from dsollama.cli.serve import serve
+    from dsollama.serve.server import DEFAULT_MAX_CONNECTIONS
+    from dsollama.serve.slow_clients import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT
+
+    defaults = {p.name: p.default for p in serve.params}
+    assert defaults["header_timeout"] == DEFAULT_HEADER_TIMEOUT
+    assert defaults["body_timeout"] == DEFAULT_BODY_TIMEOUT
+    assert defaults["max_connections"] == DEFAULT_MAX_CONNECTIONS
