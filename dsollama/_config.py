@@ -137,6 +137,8 @@ class Settings(BaseModel):
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(default=11435, ge=0, le=65535)
     serve_token: SecretStr | None = None
+    serve_admin_token: SecretStr | None = None
+    "Bearer token `dsollama serve` requires for pull, create, copy, delete and push."
 
     @field_validator("ollama_hosts", mode="before")
     @classmethod
@@ -183,7 +185,7 @@ _EXTRA_ENV: dict[str, tuple[str, ...]] = {
     "hosted_base_url": ("DSOLLAMA_HOSTED_BASE_URL", "DEEPSEEK_BASE_URL"),
     "local_slots": ("DSOLLAMA_LOCAL_SLOTS", "OLLAMA_NUM_PARALLEL"),
 }
-_SECRET_FIELDS = {"hosted_api_key", "serve_token"}
+_SECRET_FIELDS = {"hosted_api_key", "serve_token", "serve_admin_token"}
 _FALSE = {"0", "false", "no", "off", ""}
 _TRUE = {"1", "true", "yes", "on"}
 

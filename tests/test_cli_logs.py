@@ -256,3 +256,116 @@ def test_stats_without_a_log() -> None:
     assert "No calls recorded yet" in result.stderr
     off = run("stats", DSOLLAMA_LOG="off")
     assert "Request logging is off" in off.stderr
+
+
+# -- text from outside, shown safely -------------------------------------------------------
+
+HOSTILE_MODEL = "evil\x1b]0;pwned\x07\x1b[2J:1b"
+RAW_CONTROLS = ("\x1b", "\x07", "\x9b", "\u202e", "\r", "\x00")
+
+
+@pytest.fixture
+def hostile() -> Path:
+    log = CallLog(default_log_path())
+    log.record(
+        CallRecord(
+            operation="chat",
+            model_requested=HOSTILE_MODEL,
+            ok=False,
+            started_at=time.time() - 5,
+            attempts=(
+                Attempt(
+                    route=HOSTED.route,
+                    kind="hosted",
+                    model="deepseek-flash",
+                    outcome="fallback",
+                    error="Bad\x9bError",
+                ),
+                Attempt(route=LOCAL.route, kind="local", model=HOSTILE_MODEL, outcome="failed"),
+            ),
+            fallback_reason="model not pulled \u202eevil\u202c",
+            error_class="AllRoutesFailedError",
+            error_message="no route could answer\r\nFAKE LINE\x00",
+            total_s=0.01,
+            messages=[{"role": "user", "content": "hi\x1b[31m red"}],
+        )
+    )
+    log.record(
+        CallRecord(
+            operation="chat",
+            model_requested="m" * 100_000,
+            ok=True,
+            started_at=time.time() - 1,
+            served_by=LOCAL,
+            attempts=(Attempt(route=LOCAL.route, kind="local", model=LOCAL.model, outcome="ok"),),
+            total_s=0.5,
+            response_text="answer\x9b2J",
+        )
+    )
+    log.close()
+    return default_log_path()
+
+
+@pytest.mark.parametrize("command", [["logs"], ["stats"]])
+def test_outside_text_is_printed_escaped_and_bounded(hostile: Path, command: list[str]) -> None:
+    result = run(*command)
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    for char in RAW_CONTROLS:
+        assert char not in out, repr(char)
+    assert "evil\\x1b]0;pwned\\x07\\x1b[2J:1b" in out
+    assert len(out) < 20_000  # the 100,000-character name is cut
+    if command == ["stats"]:
+        assert "model not pulled \\u202eevil\\u202c" in out
+        assert "Bad\\x9bError" in out
+
+
+def test_outside_text_in_json_is_escaped_and_parses_back(hostile: Path) -> None:
+    for command in ("logs", "stats"):
+        result = run(command, "--json")
+        assert result.exit_code == 0, result.stderr
+        for char in RAW_CONTROLS:
+            assert char not in result.stdout, (command, repr(char))
+        json.loads(result.stdout)
+    calls = json.loads(run("logs", "--json").stdout)
+    hostile_call = next(c for c in calls if not c["ok"])
+    assert hostile_call["model_requested"] == HOSTILE_MODEL  # escaped, not changed
+    assert hostile_call["fallback_reason"] == "model not pulled \u202eevil\u202c"
+    assert hostile_call["error_message"] == "no route could answer\r\nFAKE LINE\x00"
+
+
+def _foreign_log() -> Path:
+    path = default_log_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE calls (id INTEGER PRIMARY KEY, started_at REAL, note TEXT)")
+    conn.execute("INSERT INTO calls (started_at, note) VALUES (?, 'not ours')", (time.time(),))
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.mark.parametrize("command", [["logs"], ["stats"], ["logs", "-q", "x"]])
+def test_a_log_with_the_wrong_schema_says_what_is_wrong_and_the_fix(command: list[str]) -> None:
+    _foreign_log()
+    result = run(*command)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "unexpected" not in result.stderr
+    assert "is not a dsollama request log" in result.stderr
+    assert "'calls' table without the column(s)" in result.stderr
+    assert "dsollama logs --reset" in result.stderr
+
+
+def test_reset_moves_the_log_aside_and_a_new_one_starts(populated: Path) -> None:
+    broken = _foreign_log() if not populated.exists() else populated
+    moved = run("logs", "--reset")
+    assert moved.exit_code == 0, moved.stderr
+    assert "Moved the request log to" in moved.stdout
+    assert not broken.exists()
+    aside = [p for p in broken.parent.iterdir() if p.name.startswith(f"{broken.name}.")]
+    assert [p for p in aside if not p.name.endswith(("-wal", "-shm"))]
+    assert "No calls recorded yet" in run("logs").stderr
+    again = run("logs", "--reset")
+    assert again.exit_code == 0
+    assert "nothing to reset" in again.stderr

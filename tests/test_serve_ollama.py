@@ -113,7 +113,8 @@ async def test_a_dead_daemon_falls_back_to_hosted_and_says_so(
 
 async def test_fallback_headers_and_final_chunk_fields(stack: Stack) -> None:
     stack.ollama.refuse_connections()
-    with serving(stack) as served:
+    # A cooldown no loaded machine outlasts between the two calls: the second must skip.
+    with serving(stack, breaker_cooldown=30.0, breaker_cooldown_max=60.0) as served:
         body = {"model": MODEL, "messages": USER, "stream": False}
         response = await http("POST", f"{served.url}/api/chat", json=body)
         assert response.status_code == 200

@@ -7,6 +7,7 @@ otherwise read it as it is. WAL mode lets them run while another process writes.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -105,15 +106,69 @@ def _open(path: Path) -> sqlite3.Connection | None:
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise _unreadable(path, exc) from None
+    try:
+        fresh = _check_layout(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    if fresh:
+        conn.close()
+        return None
     conn.row_factory = sqlite3.Row
     return conn
 
 
+_RESET_HINT = (
+    "move it aside with `dsollama logs --reset` (the next call starts a new log), "
+    "or set DSOLLAMA_LOG_PATH to use another file"
+)
+
+
 def _unreadable(path: Path, exc: BaseException) -> DsollamaError:
-    return DsollamaError(
-        f"cannot read the request log {path}: {exc}",
-        hint="move the file aside to start a new log, or set DSOLLAMA_LOG_PATH",
-    )
+    return DsollamaError(f"cannot read the request log {path}: {exc}", hint=_RESET_HINT)
+
+
+@functools.cache
+def _expected_columns() -> dict[str, frozenset[str]]:
+    """The columns of each table the migrations make (read from a scratch database)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        schema.migrate(conn)
+        return {
+            table: frozenset(row[1] for row in conn.execute(f"PRAGMA table_info({table})"))
+            for table in ("calls", "attempts", "dropped")
+        }
+    finally:
+        conn.close()
+
+
+def _check_layout(conn: sqlite3.Connection, path: Path) -> bool:
+    """Raise if the database is not a request log; True if it has no tables yet.
+
+    A file another program wrote (or a damaged copy) would otherwise fail later with
+    "no such column", which says nothing about the fix.
+    """
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return True  # created by a writer that has not laid it out yet: no calls
+    for table, wanted in _expected_columns().items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        missing = sorted(wanted - have)
+        if missing:
+            named = ", ".join(missing[:4]) + (
+                f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+            )
+            what = (
+                f"has no '{table}' table"
+                if not have
+                else f"has a '{table}' table without the column(s) {named}"
+            )
+            raise DsollamaError(
+                f"the request log {path} {what}: it is not a dsollama request log, "
+                "or a damaged one",
+                hint=_RESET_HINT,
+            )
+    return False
 
 
 def search_mode(path: Path) -> str | None:

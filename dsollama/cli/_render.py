@@ -3,6 +3,8 @@
 Plain lines are for logs and pipes: one line when a layer starts, one at each quarter,
 one when it is complete — never the daemon's 60 ms heartbeat. Both renderers show bytes,
 speed and time left for layer downloads and blob uploads. Warnings go to stderr.
+Status texts and names come from the daemon and the registry: both renderers show them
+through `printable` (control characters escaped, length bounded).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TextIO
+
+from dsollama._text_safety import printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -56,8 +60,8 @@ def format_duration(seconds: float) -> str:
 def _label(event: ProgressEvent) -> str:
     """'pulling 96c415656d37' for layers; the daemon's own text otherwise."""
     if event.kind == "layer" and event.digest and not event.message.startswith("pulling "):
-        return "pulling " + event.digest.removeprefix("sha256:")[:12]
-    return event.message
+        return "pulling " + printable(event.digest.removeprefix("sha256:")[:12])
+    return printable(event.message)
 
 
 @dataclass
@@ -88,16 +92,17 @@ class PlainRenderer:
         stream.flush()
 
     def handle(self, event: ProgressEvent) -> None:
+        message = printable(event.message)
         if event.kind == "warning":
-            self._write(f"warning: {event.message}", err=True)
+            self._write(f"warning: {message}", err=True)
         elif event.kind in _BYTE_KINDS and event.total:
             self._transfer(event)
         elif event.kind in {"check", "summary", "up-to-date", "done"} or not event.model:
-            self._write(event.message)
+            self._write(message)
         elif event.kind == "plan":
-            self._write(f"plan: {event.message}")
+            self._write(f"plan: {message}")
         else:
-            self._write(f"{event.model}: {event.message}")
+            self._write(f"{printable(event.model)}: {message}")
 
     def _transfer(self, event: ProgressEvent) -> None:
         from dsollama._hardware import format_bytes
@@ -107,7 +112,7 @@ class PlainRenderer:
         done = event.completed or 0
         now = self._clock()
         state = self._transfers.get(key)
-        label = f"{event.model}: {_label(event)}"
+        label = f"{printable(event.model)}: {_label(event)}"
         if state is None:
             state = self._transfers[key] = _Transfer(now, done)
             if done >= event.total:
@@ -184,25 +189,26 @@ class RichRenderer:
         from rich.markup import escape
         from rich.text import Text
 
+        message = printable(event.message)
         if event.kind == "warning":
-            self._err.print(Text.assemble(("warning: ", "yellow"), event.message))
+            self._err.print(Text.assemble(("warning: ", "yellow"), message))
             return
         if event.kind in _BYTE_KINDS and event.total:
             key = (event.model, event.digest or event.message)
             task = self._tasks.get(key)
             if task is None:
                 # The description column renders markup: escape names with brackets.
-                description = escape(f"{event.model} {_label(event)}")
+                description = escape(f"{printable(event.model)} {_label(event)}")
                 task = self._progress.add_task(description, total=event.total)
                 self._tasks[key] = task
             self._progress.update(task, completed=event.completed or 0, total=event.total)
             return
         style = {"summary": "bold", "done": "green", "up-to-date": "green", "check": "dim"}
-        text = event.message
+        text = message
         if event.kind == "plan":
             text = "plan: " + text
         elif event.model and event.kind not in style:
-            text = f"{event.model}: {text}"
+            text = f"{printable(event.model)}: {text}"
         # A styled Text, not print(style=...): that style would also paint the live bars.
         self._progress.console.print(Text(text, style=style.get(event.kind, "")))
 

@@ -2,6 +2,9 @@
 
 Data goes to stdout (a table, or JSON with ``--json``); notes (logging off, no log yet,
 calls that could not be recorded) go to stderr, so ``--json`` output stays parseable.
+Everything in the log came from outside (model names, prompts, answers, server errors):
+it is shown through `printable` (escaped control characters, bounded length), and JSON
+output escapes what a terminal would act on.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+
+from dsollama._text_safety import json_for_terminal, printable
 
 if TYPE_CHECKING:
     from dsollama._calllog import CallStats, GroupStats, LoggedCall
@@ -87,6 +92,11 @@ def _note_dropped(dropped: dict[str, int], when: str = "") -> None:
 @click.option("-q", "--query", "search", help="Full-text search in prompts, answers and errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON with full content.")
 @click.option("--path", "show_path", is_flag=True, help="Print the log's file path and exit.")
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Move the log aside (renamed with the time) so the next call starts a new one.",
+)
 def logs(
     limit: int,
     model: str | None,
@@ -96,6 +106,7 @@ def logs(
     search: str | None,
     as_json: bool,
     show_path: bool,
+    reset: bool,
 ) -> None:
     """Show recent calls from the request log, newest first.
 
@@ -115,6 +126,9 @@ def logs(
     if show_path:
         click.echo(str(path))
         return
+    if reset:
+        _reset(path)
+        return
     if not enabled:
         _note_off(source)
     if not path.exists():
@@ -133,7 +147,7 @@ def logs(
         search=search,
     )
     if as_json:
-        click.echo(json.dumps([c.to_json() for c in calls], indent=2, ensure_ascii=False))
+        click.echo(json_for_terminal([c.to_json() for c in calls]))
     elif calls:
         _print_calls(calls)
     else:
@@ -172,12 +186,38 @@ def stats(since: float | None, as_json: bool) -> None:
             click.echo(f"No calls recorded yet; the log will be created at {path}.", err=True)
         return
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        click.echo(json_for_terminal(result.to_json()))
     elif result.overall.calls:
         _print_stats(result)
     else:
         click.echo("No calls in this period.", err=True)
     _note_dropped(result.dropped, " in this period")
+
+
+def _reset(path: Path) -> None:
+    """Rename the database and its WAL companions to ``<name>.<time>`` next to it.
+
+    Moved, not deleted: a log that cannot be read may still hold calls worth a look.
+    """
+    if not path.exists():
+        click.echo(f"No request log at {path}; nothing to reset.", err=True)
+        return
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.{stamp}-{n}")
+    # Companions first: a new log must never be created next to the old one's WAL.
+    for suffix in ("-wal", "-shm", ""):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.rename(target.with_name(target.name + suffix))
+    click.echo(f"Moved the request log to {target}; the next call starts a new one at {path}.")
+    click.echo(
+        "A dsollama process that is running now keeps writing to the moved file until it restarts.",
+        err=True,
+    )
 
 
 # -- rendering -----------------------------------------------------------------------
@@ -212,16 +252,22 @@ def _tokens(prompt: int | None, completion: int | None) -> str:
 
 
 def _short(text: str | None, width: int = 70) -> str:
-    flat = " ".join((text or "").split())
+    """One line of at most ``width`` characters, control characters escaped."""
+    flat = printable(" ".join((text or "").split()), limit=None)
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _name(text: str | None) -> str:
+    """A model or route name from the log, safe to print."""
+    return printable(text or "", limit=100)
 
 
 def _served(call: LoggedCall) -> str:
     """' → deepseek-flash @ hosted:api.deepseek.com', ' @ local:…' when the model is the one asked."""
     if not call.ok:
-        return f" failed (last tried {call.route})" if call.route else " failed"
-    model = f" → {call.route_model}" if call.route_model != call.model_requested else ""
-    return f"{model} @ {call.route}"
+        return f" failed (last tried {_name(call.route)})" if call.route else " failed"
+    model = f" → {_name(call.route_model)}" if call.route_model != call.model_requested else ""
+    return f"{model} @ {_name(call.route)}"
 
 
 def _print_calls(calls: list[LoggedCall]) -> None:
@@ -240,10 +286,11 @@ def _print_calls(calls: list[LoggedCall]) -> None:
     table.add_column("call", width=call_width, no_wrap=True, overflow="ellipsis")
     table.add_column("timing, usage", justify="right", no_wrap=True, width=15)
     for call in calls:
-        cell = Text(call.model_requested, style="bold")
+        cell = Text(_name(call.model_requested), style="bold")
         cell.append(_served(call))
         if not call.ok:
-            cell.append(f"\n{call.error_class or 'error'}: {_short(call.error_message)}", "red")
+            error = _name(call.error_class or "error")
+            cell.append(f"\n{error}: {_short(call.error_message)}", "red")
         if call.fallback_reason:
             cell.append(f"\nfallback: {_short(call.fallback_reason)}", "yellow")
         if call.prompt is not None:
@@ -283,21 +330,22 @@ def _print_stats(result: CallStats) -> None:
     if overall.fallback_reasons:
         click.echo("\nFallback reasons:")
         for reason, n in overall.fallback_reasons.items():
-            click.echo(f"  {n:>6}  {reason}")
+            click.echo(f"  {n:>6}  {printable(reason)}")
     if result.attempts:
         click.echo("\nAttempts by route (every try, including those that moved on):")
-        width = max(len(a.route) for a in result.attempts)
-        for a in result.attempts:
-            outcomes = ", ".join(f"{k} {v}" for k, v in a.outcomes.items())
-            errors = ", ".join(f"{k} {v}" for k, v in a.errors.items())
+        routes = [_name(a.route) for a in result.attempts]
+        width = max(len(r) for r in routes)
+        for route, a in zip(routes, result.attempts, strict=True):
+            outcomes = ", ".join(f"{_name(k)} {v}" for k, v in a.outcomes.items())
+            errors = ", ".join(f"{_name(k)} {v}" for k, v in a.errors.items())
             suffix = f"; errors: {errors}" if errors else ""
-            click.echo(f"  {a.route:<{width}}  {a.attempts:>6}  {outcomes}{suffix}")
+            click.echo(f"  {route:<{width}}  {a.attempts:>6}  {outcomes}{suffix}")
 
 
 def _group_title(group: GroupStats) -> str:
     if group.route is None:
         return "(no route tried)"
-    return f"{group.kind} {group.model or '?'} on {group.route}"
+    return f"{_name(group.kind)} {_name(group.model or '?')} on {_name(group.route)}"
 
 
 def _group_lines(group: GroupStats) -> list[str]:

@@ -39,9 +39,13 @@ def _client_url(base: str) -> str:
 def _setup_logging(level: str) -> None:
     # One line per routed call ("chat m -> hosted deepseek-flash@… fallback='…'"), from the
     # router's logger; uvicorn configures only its own loggers.
+    from dsollama._text_safety import PrintableLogArgs
+
     logger = logging.getLogger("dsollama")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    # On the handler too, so records of every dsollama.* logger reaching it are escaped.
+    handler.addFilter(PrintableLogArgs())
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
@@ -61,6 +65,19 @@ def _setup_logging(level: str) -> None:
     metavar="TOKEN",
     help="Require 'Authorization: Bearer TOKEN' (or set DSOLLAMA_SERVE_TOKEN, which other "
     "users of this machine cannot read in the process list).",
+)
+@click.option(
+    "--admin-token",
+    metavar="TOKEN",
+    help="Require this other token for pull, create, copy, delete and push (or set "
+    "DSOLLAMA_SERVE_ADMIN_TOKEN).",
+)
+@click.option(
+    "--allow-admin",
+    is_flag=True,
+    default=None,
+    help="Let every client pull, create, copy, delete and push models (by default only "
+    "while listening on loopback).",
 )
 @click.option(
     "--policy",
@@ -112,6 +129,30 @@ def _setup_logging(level: str) -> None:
     metavar="ORIGIN",
     help="Also allow this browser origin (repeatable); local pages and desktop apps always are.",
 )
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds a client has to send a request's line and headers.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds a client has to send a request's body (blob uploads: longest pause).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    metavar="N",
+    help="Connections served at once; past it a request gets 503 and its connection closes.",
+)
 @click.option("--access-log/--no-access-log", default=False, help="Log every HTTP request.")
 @click.option(
     "--log-level",
@@ -123,6 +164,8 @@ def serve(
     host: str | None,
     port: int | None,
     token: str | None,
+    admin_token: str | None,
+    allow_admin: bool | None,
     policy: str | None,
     local_only: bool,
     ollama_host: str | None,
@@ -135,6 +178,9 @@ def serve(
     max_body: float,
     default_model: str,
     cors_origin: tuple[str, ...],
+    header_timeout: float,
+    body_timeout: float,
+    max_connections: int,
     access_log: bool,
     log_level: str,
 ) -> None:
@@ -150,10 +196,16 @@ def serve(
 
     if local_only and policy not in (None, "local-only"):
         raise click.UsageError(f"--local-only and --policy {policy} contradict each other")
+    if allow_admin and admin_token:
+        raise click.UsageError(
+            "--allow-admin and --admin-token contradict each other: the first lets every "
+            "client provision, the second only those with the admin token"
+        )
     overrides: dict[str, Any] = {
         "serve_host": host,
         "serve_port": port,
         "serve_token": token,
+        "serve_admin_token": admin_token,
         "policy": "local-only" if local_only else policy,
         "ollama_hosts": [ollama_host] if ollama_host else None,
         "first_token_timeout": first_token_timeout,
@@ -182,10 +234,23 @@ def serve(
         max_body=int(max_body * 1024 * 1024),
         default_model=default_model,
         cors_origins=cors_origin,
+        allow_admin=allow_admin,
     )
     _setup_logging(log_level)
-    _banner(url, settings, secret is not None, grace)
-    server = make_server(app, grace=grace, log_level=log_level, access_log=access_log)
+    limits = (
+        f"headers within {header_timeout:g}s, bodies within {body_timeout:g}s, "
+        f"{max_connections} connections (503 past it)"
+    )
+    _banner(url, settings, secret is not None, grace, app.state.dsollama.admin.describe(), limits)
+    server = make_server(
+        app,
+        grace=grace,
+        log_level=log_level,
+        access_log=access_log,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        max_connections=max_connections,
+    )
     try:
         server.run(sockets=[sock])
     finally:
@@ -193,7 +258,7 @@ def serve(
     click.echo("dsollama serve stopped.", err=True)
 
 
-def _banner(url: str, settings: Any, has_token: bool, grace: int) -> None:
+def _banner(url: str, settings: Any, has_token: bool, grace: int, admin: str, limits: str) -> None:
     if settings.policy == "local-only":
         hosted = "off (--local-only: nothing leaves this machine)"
     elif settings.api_key():
@@ -212,6 +277,8 @@ def _banner(url: str, settings: Any, has_token: bool, grace: int) -> None:
         ("hosted", hosted),
         ("policy", settings.policy),
         ("auth", auth),
+        ("admin", admin),
+        ("limits", limits),
     ]
     # The first line is the bare URL, for scripts that start the server on port 0.
     click.echo(url)

@@ -20,13 +20,15 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from .._config import Settings, load_settings
 from .._exceptions import DsollamaError
+from .._text_safety import PrintableLogArgs
 from . import compat, health, ollama_api, openai_api, passthrough
+from .admin import AdminGate, admin_policy
 from .errors import ApiError, dialect_for, from_exception, render
 from .info import EXPOSED_HEADERS, dsollama_version
 from .observe import ObserveMiddleware, ServeMetrics
@@ -83,6 +85,12 @@ async def _on_error(request: Request, exc: Exception) -> Response:
     return _error_response(request, from_exception(exc))
 
 
+async def _on_disconnect(request: Request, exc: Exception) -> Response:
+    # The client left (or was cut off for sending its body too slowly) before its body
+    # arrived: nobody is there to read an answer, and it is no error of ours to log.
+    return Response(status_code=400)
+
+
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     path = request.url.path
@@ -110,6 +118,8 @@ def create_app(
     default_model: str = "deepseek-r1:8b",
     cors_origins: Sequence[str] = (),
     sinks: Sequence[CallSink] = (),
+    allow_admin: bool | None = None,
+    admin_token: str | None = None,
 ) -> Starlette:
     """The serve app.
 
@@ -120,14 +130,29 @@ def create_app(
     bytes. ``default_model``: the model of ``POST /generate`` when the request names none.
     ``cors_origins``: browser origins allowed besides local pages and desktop apps.
     ``sinks``: extra call sinks for the app's own client.
+
+    Provisioning (pull, create, copy, delete, push, blob uploads) is relayed to the
+    daemon: ``admin_token`` (default: ``settings.serve_admin_token``) makes those routes
+    need ``Bearer <admin_token>``; otherwise ``allow_admin`` opens or closes them, and by
+    default they are open only when ``settings.serve_host`` is a loopback address. If you
+    run the app on another address yourself, pass ``allow_admin=False``.
     """
     if settings is None:
         settings = client.settings if client is not None else load_settings()
     if token is None and settings.serve_token is not None:
         token = settings.serve_token.get_secret_value()
+    if admin_token is None and settings.serve_admin_token is not None:
+        admin_token = settings.serve_admin_token.get_secret_value()
+    admin = admin_policy(allow_admin=allow_admin, admin_token=admin_token, host=settings.serve_host)
+    # Log lines carry model names, paths and error texts from requests: escape them.
+    PrintableLogArgs.install("dsollama", "dsollama.serve")
     metrics = ServeMetrics()
     state = ServeState(
-        settings=settings, metrics=metrics, max_body=max_body, default_model=default_model
+        settings=settings,
+        metrics=metrics,
+        max_body=max_body,
+        default_model=default_model,
+        admin=admin,
     )
 
     def breakers() -> Iterable[tuple[tuple[str, ...], float]]:
@@ -192,12 +217,14 @@ def create_app(
         ),
     ]
     if token:
-        middleware.append(Middleware(AuthMiddleware, token=token))
+        middleware.append(Middleware(AuthMiddleware, tokens=[token, admin_token or ""]))
     else:
         middleware.append(Middleware(HostGuard, origins=cors_origins))
+    middleware.append(Middleware(AdminGate, policy=admin))
     handlers: dict[Any, Any] = {
         ApiError: _on_error,
         DsollamaError: _on_error,
+        ClientDisconnect: _on_disconnect,
         404: _on_http_error,
         405: _on_http_error,
         Exception: _on_error,

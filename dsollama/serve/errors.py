@@ -35,11 +35,15 @@ from .._exceptions import (
     redact,
 )
 
-__all__ = ["ApiError", "Dialect", "dialect_for", "from_exception", "render"]
+__all__ = ["CLOSE", "ApiError", "Dialect", "dialect_for", "from_exception", "render"]
 
 log = logging.getLogger("dsollama.serve")
 
 Dialect = Literal["ollama", "openai"]
+
+CLOSE: dict[str, str] = {"connection": "close"}
+"""Headers of an answer after which the connection ends: for peers that were refused
+(no token, body too large, too slow), whose unread rest must not keep it open."""
 
 # OpenAI's error `type` for a status (what openai-python and its users match on).
 _OPENAI_TYPES = {
@@ -48,6 +52,7 @@ _OPENAI_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
 }

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTENT_TYPE",
     "LATENCY_BUCKETS",
+    "REASON_LABELS",
     "CallMetrics",
     "Counter",
     "Gauge",
@@ -254,22 +255,58 @@ class Registry:
         return "\n".join(lines) + "\n"
 
 
-_DYNAMIC_REASONS: tuple[tuple[str, str], ...] = (
-    ("local busy", "local busy"),
-    ("prompt ~", "prompt longer than the local context"),
-    ("breaker open", "breaker open"),
-    ("total deadline", "total deadline passed"),
-    ("images cannot go", "images cannot go to the hosted route"),
+_KIND = r"(?P<kind>local|hosted)"
+# The router's fallback reasons, by family (policy.classify, Router.skip_reason, the
+# first-token budget, breakers, the total deadline). Anything else is "other": a label
+# value must never come from a request (model names) or a measurement.
+_REASONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), label)
+    for pattern, label in (
+        (r"local daemon unreachable", "local daemon unreachable"),
+        (_KIND + r" (too slow to|gave no) first token", "{kind} too slow to first token"),
+        (_KIND + r" connect timeout", "{kind} connect timeout"),
+        (_KIND + r" stalled", "{kind} stalled"),
+        (_KIND + r" busy \(503\)", "{kind} busy (503)"),
+        (_KIND + r" rate limited \(429\)", "{kind} rate limited (429)"),
+        (r"hosted key refused", "hosted key refused (401)"),
+        (r"hosted account out of credit", "hosted account out of credit (402)"),
+        (r"model not pulled on (the )?" + _KIND, "model not pulled on {kind} route"),
+        (_KIND + r" route cannot serve", "{kind} route cannot serve this request"),
+        (
+            r"prompt (longer than|~\d+ tokens >) (the )?local context",
+            "prompt longer than the local context",
+        ),
+        (_KIND + r" model lacks a capability", "{kind} model lacks a capability"),
+        (r"hosted model name not accepted", "hosted model name not accepted"),
+        (r"request rejected", "request rejected"),
+        (_KIND + r" answer cut short", "{kind} answer cut short"),
+        (_KIND + r" server error", "{kind} server error"),
+        (_KIND + r" failed", "{kind} failed"),
+        (r"unexpected ", "unexpected error"),
+        (r"images cannot go to the hosted route", "images cannot go to the hosted route"),
+        (r"hosted at its concurrency limit", "hosted at its concurrency limit"),
+        (r"local model not loaded", "local model not loaded"),
+        (r"local busy", "local busy"),
+        (r"breaker open", "breaker open"),
+        (r"another call is probing", "breaker half-open"),
+        (r"total deadline passed", "total deadline passed"),
+    )
 )
-# Measurements, not status codes: "(503)" and "(429)" are the reason itself.
-_NUMBERS = re.compile(r"(?<![(\d.])\d+(\.\d+)?(?![)\d.])")
+OTHER_REASON = "other"
+REASON_LABELS: frozenset[str] = frozenset(
+    {label.format(kind=kind) for _, label in _REASONS for kind in ("local", "hosted")}
+    | {OTHER_REASON}
+)
+"Every value the ``reason`` label can take."
 
 
 def reason_label(reason: str) -> str:
-    """A fallback reason as a low-cardinality label: numbers and details stripped.
+    """A fallback reason as a label from a closed set (`REASON_LABELS`).
 
-    The router's reasons carry measurements ("local busy: 3 in flight on 1 slot(s), …");
-    one label value per measurement would make a new time series per call.
+    The router's reasons carry measurements and sometimes a model name ("local busy: 3
+    in flight…", "model not pulled on the local daemon (run `dsollama pull NAME`)"); a
+    label value per distinct text would make a time series per call. The full reason is
+    in the request log.
 
     >>> reason_label("local busy: 3 in flight on 1 slot(s), first token predicted in 12.0s > 10.0s")
     'local busy'
@@ -277,18 +314,16 @@ def reason_label(reason: str) -> str:
     'local too slow to first token'
     >>> reason_label("hosted busy (503); retry budget exhausted")
     'hosted busy (503)'
-    >>> reason_label("local daemon unreachable")
-    'local daemon unreachable'
-    >>> reason_label("hosted stalled after 12.5s")
-    'hosted stalled after Ns'
+    >>> reason_label("model not pulled on the local daemon (run `dsollama pull my-secret:1b`)")
+    'model not pulled on local route'
+    >>> reason_label("hosted stalled (gap deadline)"), reason_label("whatever a plugin says")
+    ('hosted stalled', 'other')
     """
-    text = reason.split(";", 1)[0].strip()
-    for prefix, label in _DYNAMIC_REASONS:
-        if text.startswith(prefix):
-            return label
-    if "gave no first token" in text:
-        return f"{text.split(' ', 1)[0]} too slow to first token"
-    return _NUMBERS.sub("N", text)[:80]
+    for pattern, label in _REASONS:
+        match = pattern.match(reason)
+        if match is not None:
+            return label.format(**match.groupdict())
+    return OTHER_REASON
 
 
 class CallMetrics:
@@ -302,7 +337,7 @@ class CallMetrics:
         )
         self.fallbacks = registry.counter(
             "dsollama_fallbacks_total",
-            "Calls that did not stay on their first route, by reason.",
+            "Calls that did not stay on their first route, by reason (a fixed set of families).",
             ("reason",),
         )
         self.tokens = registry.counter(

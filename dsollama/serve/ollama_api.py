@@ -25,7 +25,7 @@ from .models import hosted_names, hosted_show, hosted_tag, local_tags
 from .passthrough import Proxied
 from .state import ServeState, state_of
 from .streaming import Answer
-from .validate import Body, describe, dumps
+from .validate import Body, decode_image, describe, dumps
 
 __all__ = [
     "NdjsonEncoder",
@@ -120,15 +120,6 @@ def _keep_alive(body: Body) -> float | str | None:
     )
 
 
-def _strings(body: Body, name: str) -> list[str] | None:
-    values = body.array(name)
-    if values is None:
-        return None
-    if not all(isinstance(v, str) for v in values):
-        raise ApiError(400, f"invalid field '{name}': expected a list of strings", param=name)
-    return values
-
-
 def _messages(body: Body) -> list[dict[str, Any]]:
     raw = body.array("messages") or []
     out: list[dict[str, Any]] = []
@@ -151,12 +142,12 @@ def _messages(body: Body) -> list[dict[str, Any]]:
                     400, f"invalid field '{where}.{name}': expected a string, got {describe(value)}"
                 )
         images = message.get("images")
-        if images is not None and not (
-            isinstance(images, list) and all(isinstance(x, str) for x in images)
-        ):
-            raise ApiError(
-                400, f"invalid field '{where}.images': expected a list of base64 strings"
-            )
+        if images is not None:
+            if not isinstance(images, list):
+                raise ApiError(
+                    400, f"invalid field '{where}.images': expected a list of base64 strings"
+                )
+            message = {**message, "images": _images(images, f"{where}.images", "messages")}
         calls = message.get("tool_calls")
         if calls is not None and not (
             isinstance(calls, list) and all(isinstance(c, dict) for c in calls)
@@ -164,6 +155,10 @@ def _messages(body: Body) -> list[dict[str, Any]]:
             raise ApiError(400, f"invalid field '{where}.tool_calls': expected a list of objects")
         out.append({k: v for k, v in message.items() if v is not None})
     return out
+
+
+def _images(values: list[Any], where: str, param: str) -> list[bytes]:
+    return [decode_image(v, f"{where}[{i}]", param=param) for i, v in enumerate(values)]
 
 
 def _tools(body: Body) -> list[dict[str, Any]] | None:
@@ -244,7 +239,7 @@ async def generate(request: Request) -> Response:
         "template": body.text("template"),
         "context": context,
         "raw": body.flag("raw"),
-        "images": _strings(body, "images"),
+        "images": _images(body.array("images") or [], "images", "images") or None,
         **_common(body),
         **state.controls(request, model),
     }

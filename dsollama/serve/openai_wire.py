@@ -28,7 +28,7 @@ from typing import Any
 
 from .errors import ApiError
 from .info import call_extras
-from .validate import Body, describe, dumps
+from .validate import Body, decode_image, describe, dumps
 
 __all__ = [
     "ChatStreamEncoder",
@@ -73,17 +73,24 @@ def _model(body: Body) -> str:
     return body.required_str("model", "you must provide a model parameter (a name from /v1/models)")
 
 
-def _image(url: Any, where: str) -> str:
-    """A data: URL's base64 payload; remote URLs are refused (nothing here fetches them)."""
+def _image(url: Any, where: str) -> bytes:
+    """A base64 data: URL's image bytes; remote URLs are refused (nothing here fetches them)."""
     if isinstance(url, dict):
         url = url.get("url")
     if not isinstance(url, str):
         raise ApiError(400, f"invalid field '{where}': expected an image URL", param="messages")
     if url.startswith("data:"):
-        _, _, data = url.partition(",")
+        header, _, data = url.partition(",")
         if not data:
             raise ApiError(400, f"invalid field '{where}': empty data URL", param="messages")
-        return data
+        if not header.endswith(";base64"):
+            raise ApiError(
+                400,
+                f"invalid field '{where}': send the image as a base64 data: URL "
+                "(data:image/png;base64,...)",
+                param="messages",
+            )
+        return decode_image(data, where, param="messages")
     raise ApiError(
         400,
         f"invalid field '{where}': image URLs are not fetched; send the image inline as a "
@@ -92,7 +99,7 @@ def _image(url: Any, where: str) -> str:
     )
 
 
-def _content(content: Any, where: str) -> tuple[str, list[str]]:
+def _content(content: Any, where: str) -> tuple[str, list[bytes]]:
     """A message's text and images from OpenAI's string-or-parts content."""
     if content is None:
         return "", []
@@ -105,7 +112,7 @@ def _content(content: Any, where: str) -> tuple[str, list[str]]:
             param="messages",
         )
     texts: list[str] = []
-    images: list[str] = []
+    images: list[bytes] = []
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in ("text", "input_text") and isinstance(part.get("text"), str):
@@ -203,7 +210,7 @@ def _think(body: Body) -> bool | str | None:
     if effort is None and isinstance(reasoning, dict):
         effort = reasoning.get("effort")
     if effort is not None:
-        if effort not in _EFFORT:
+        if not isinstance(effort, str) or effort not in _EFFORT:
             raise ApiError(
                 400,
                 f"invalid reasoning_effort {describe(effort)}; use " + ", ".join(_EFFORT),

@@ -7,7 +7,9 @@ every detail a client relies on — progress lines, status codes, error texts, t
 bodies of copy and delete — without re-encoding them. Only the body's framing is ours.
 
 Requests reach the first configured daemon. The caller's ``Authorization`` header (serve's
-token) is never forwarded. A client that disconnects closes the upstream request, so the
+token) is never forwarded. Who may use the provisioning routes at all is `security.AdminGate`'s
+call. A blob's digest is checked (``sha256:`` and 64 hex digits, as the daemon checks it)
+and the daemon's URL is built from it, never from the request's path. A client that disconnects closes the upstream request, so the
 daemon stops a pull it would otherwise finish for nobody. Blob uploads are streamed, not
 buffered, and are exempt from the JSON body limit (model weights are gigabytes).
 """
@@ -15,6 +17,7 @@ buffered, and are exempt from the JSON body limit (model weights are gigabytes).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -23,17 +26,19 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .._wire.local import classify_local_error
-from .errors import from_exception
+from .errors import ApiError, from_exception
 from .state import ServeState, state_of
 from .streaming import Exchange, run_until_disconnect
-from .validate import read_limited
+from .validate import parse_json_object, read_limited
 
-__all__ = ["Proxied", "forward", "forward_blob"]
+__all__ = ["DIGEST", "Proxied", "forward", "forward_blob"]
 
 # What the daemon needs to know about the request; never Authorization (serve's token).
 _REQUEST_HEADERS = ("content-type", "content-length", "accept", "user-agent")
 # Framing headers belong to each hop; the body's own headers pass.
 _RESPONSE_HEADERS = ("content-type", "content-length", "content-encoding", "location")
+DIGEST = re.compile(r"sha256[:-][0-9a-fA-F]{64}")
+"A blob digest as the daemon accepts it."
 
 
 class Proxied(Response):
@@ -111,6 +116,9 @@ async def forward(request: Request) -> Response:
     content = await read_limited(
         request.stream(), state.max_body, request.headers.get("content-length")
     )
+    # Checked, not re-encoded: a body the daemon could choke on (too deep, NaN, lone
+    # surrogates) is the client's 400 here, not a 500 there.
+    parse_json_object(content)
     return Proxied(
         state,
         request.method,
@@ -123,7 +131,19 @@ async def forward(request: Request) -> Response:
 async def forward_blob(request: Request) -> Response:
     """``HEAD|POST /api/blobs/:digest``: the body is streamed through, never buffered."""
     state = state_of(request)
-    upload = request.stream() if request.method == "POST" else None
+    digest = str(request.path_params["digest"])
+    if not DIGEST.fullmatch(digest):
+        # The daemon's own answer. Checking here also keeps the path ours: a decoded
+        # "%2e%2e", "?" or "#" must not reach the daemon as another URL.
+        raise ApiError(400, "invalid digest format", param="digest")
+    if request.method == "HEAD":
+        # A HEAD has no body to relay; forwarding its Content-Length would make the
+        # daemon wait for bytes that never come.
+        return Proxied(state, "HEAD", f"/api/blobs/{digest}", headers={})
     return Proxied(
-        state, request.method, _path(request), headers=_forward_headers(request), upload=upload
+        state,
+        "POST",
+        f"/api/blobs/{digest}",
+        headers=_forward_headers(request),
+        upload=request.stream(),
     )

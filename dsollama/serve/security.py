@@ -11,7 +11,9 @@ The server holds the hosted API key and spends it on every request it forwards, 
   refuses) or an ``Origin`` that is neither a local page nor a desktop app. Otherwise any
   site open in the user's browser could spend the key through the loopback server.
 
-The token never appears in a log line, an error message or a response.
+A refused request's connection is closed after the answer: a peer without the token must
+not keep it open by sending the rest of its body slowly. The token never appears in a log
+line, an error message or a response.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._exceptions import ConfigError
-from .errors import ApiError, dialect_for, render
+from .errors import CLOSE, ApiError, dialect_for, render
 
 __all__ = [
     "AuthMiddleware",
@@ -33,6 +35,7 @@ __all__ = [
     "host_allowed",
     "is_loopback_host",
     "origin_pattern",
+    "refuse",
 ]
 
 OPEN_PATHS = frozenset({"/healthz"})
@@ -68,25 +71,29 @@ def check_bind(host: str, token: str | None) -> None:
     )
 
 
-def _unauthorized(path: str, message: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    error = ApiError(401, message, code="invalid_api_key")
+async def refuse(
+    send: Any, path: str, error: ApiError, *, www_authenticate: bool = False, close: bool = True
+) -> None:
+    """Answer ``error`` in the path's dialect without reading the body; then, with
+    ``close``, end the connection (the peer may not use it for anything else)."""
     status, headers, body = render(error, dialect_for(path))
-    raw = [(k.encode(), v.encode()) for k, v in headers.items()]
-    raw.append((b"www-authenticate", b'Bearer realm="dsollama"'))
-    return status, raw, body
-
-
-async def _respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    fields = {**headers, **(CLOSE if close else {}), "content-length": str(len(body))}
+    raw = [(k.encode(), v.encode()) for k, v in fields.items()]
+    if www_authenticate:
+        raw.append((b"www-authenticate", b'Bearer realm="dsollama"'))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 class AuthMiddleware:
-    """Every request but OPEN_PATHS and CORS preflights needs ``Bearer <token>``."""
+    """Every request but OPEN_PATHS and CORS preflights needs ``Bearer <token>``.
 
-    def __init__(self, app: Any, token: str) -> None:
+    ``tokens``: each accepted (serve's token, and the admin token when there is one).
+    """
+
+    def __init__(self, app: Any, tokens: Sequence[str]) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._expected = [f"Bearer {t}".encode() for t in tokens if t]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
@@ -97,8 +104,10 @@ class AuthMiddleware:
             if name == b"authorization":
                 given = value
                 break
-        # compare_digest: the time taken must not tell an attacker how much of a guess matched.
-        if hmac.compare_digest(given, self._expected):
+        # compare_digest: the time taken must not tell an attacker how much of a guess
+        # matched. Every token is compared, so the time does not say which one matched.
+        matches = [hmac.compare_digest(given, expected) for expected in self._expected]
+        if any(matches):
             await self.app(scope, receive, send)
             return
         message = (
@@ -107,7 +116,8 @@ class AuthMiddleware:
             if not given
             else "wrong bearer token: send the token this server was started with"
         )
-        await _respond(send, *_unauthorized(scope["path"], message))
+        error = ApiError(401, message, code="invalid_api_key")
+        await refuse(send, scope["path"], error, www_authenticate=True)
 
 
 def _machine_names() -> set[str]:
@@ -195,8 +205,6 @@ class HostGuard:
                     "--cors-origin, or start the server with --token"
                 )
             if problem is not None:
-                status, headers, body = render(ApiError(403, problem), dialect_for(scope["path"]))
-                raw = [(k.encode(), v.encode()) for k, v in headers.items()]
-                await _respond(send, status, raw, body)
+                await refuse(send, scope["path"], ApiError(403, problem))
                 return
         await self.app(scope, receive, send)

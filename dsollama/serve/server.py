@@ -8,6 +8,11 @@ Shutdown (SIGTERM, Ctrl-C, or ``server.should_exit = True``): uvicorn stops acce
 lets running requests — streams included — finish for up to ``grace`` seconds, then
 cancels what is left (each cut stream ends with an error event saying so), and the
 app's lifespan closes the client.
+
+Slow clients: requests must arrive within ``header_timeout`` / ``body_timeout`` seconds
+(`slow_clients`), and at most ``max_connections`` connections are served at once; a
+request past that gets 503 and its connection is closed. uvicorn's own log lines (the
+access log shows request paths) are escaped like ours.
 """
 
 from __future__ import annotations
@@ -21,9 +26,14 @@ from typing import Any
 import uvicorn
 
 from .._exceptions import ConfigError
+from .._text_safety import PrintableLogArgs
 from .info import dsollama_version
+from .slow_clients import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, guarded_protocol
 
-__all__ = ["Server", "bind", "make_server", "url_for"]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "Server", "bind", "make_server", "url_for"]
+
+DEFAULT_MAX_CONNECTIONS = 1000
+"Connections served at once; GUI clients hold a few each, a burst of scripts a few hundred."
 
 
 def bind(host: str, port: int, *, backlog: int = 2048) -> socket.socket:
@@ -82,8 +92,17 @@ def make_server(
     grace: int = 30,
     log_level: str = "info",
     access_log: bool = False,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> Server:
-    """A uvicorn server for the app; run it with ``server.run(sockets=[bind(...)])``."""
+    """A uvicorn server for the app; run it with ``server.run(sockets=[bind(...)])``.
+
+    ``header_timeout``, ``body_timeout``: seconds a client has to send a request's headers
+    and its body (see `slow_clients`). ``max_connections``: connections served at once.
+    """
+    if max_connections < 1:
+        raise ValueError("max_connections must be at least 1")
     config = uvicorn.Config(
         app,
         lifespan="on",
@@ -91,7 +110,13 @@ def make_server(
         log_level=log_level,
         access_log=access_log,
         ws="none",
+        # Our h11 protocol with deadlines, whatever else is installed (httptools).
+        http=guarded_protocol(header_timeout=header_timeout, body_timeout=body_timeout),
+        # uvicorn refuses once the open connections, this one included, reach the limit.
+        limit_concurrency=max_connections + 1,
         server_header=False,
         headers=[("server", f"dsollama/{dsollama_version()}")],
     )
+    # uvicorn.Config has just set up its loggers; its access log quotes request paths.
+    PrintableLogArgs.install("uvicorn.access", "uvicorn.error")
     return Server(config)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from .._client import AsyncClient
     from .._config import Settings
+    from .admin import AdminPolicy
     from .observe import ServeMetrics
 
 __all__ = ["DEFAULT_MAX_BODY", "ServeState", "state_of"]
@@ -37,6 +38,8 @@ class ServeState:
     max_body: int = DEFAULT_MAX_BODY
     default_model: str = "deepseek-r1:8b"
     "The model of the /generate compatibility route when the request names none."
+    admin: AdminPolicy | None = None
+    "Who may use the provisioning routes (set by create_app)."
     started_at: float = field(default_factory=time.time)
     client: AsyncClient | None = None
     proxy: httpx.AsyncClient | None = None

@@ -13,13 +13,16 @@ dsollama.serve.errors.ApiError: invalid field 'stream': expected true or false, 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .errors import ApiError
+from .errors import CLOSE, ApiError
+from .safe_json import MAX_DEPTH, check_values, too_deep
 
-__all__ = ["Body", "describe", "dumps", "parse_json_object", "read_limited"]
+__all__ = ["Body", "decode_image", "describe", "dumps", "parse_json_object", "read_limited"]
 
 
 def dumps(value: Any) -> bytes:
@@ -52,6 +55,8 @@ async def read_limited(
             f"request body too large: {size} bytes, the limit is {limit}; "
             "send less (for example smaller images), or start the server with a larger --max-body",
             code="request_too_large",
+            # The rest of the body is not wanted: end the connection rather than read it.
+            headers=dict(CLOSE),
         )
 
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
@@ -78,6 +83,8 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     """
     if not raw.strip():
         raise ApiError(400, "missing request body: send a JSON object")
+    if too_deep(raw):
+        raise _too_deep()
     try:
         data = json.loads(raw)
     except UnicodeDecodeError:
@@ -86,9 +93,46 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise ApiError(
             400, f"the request body is not valid JSON ({exc}): send a JSON object"
         ) from None
+    except RecursionError:  # pragma: no cover - too_deep() refuses these first
+        raise _too_deep() from None
     if not isinstance(data, dict):
         raise ApiError(400, f"the request body is {describe(data)}: send a JSON object")
+    check_values(data)
     return data
+
+
+def _too_deep() -> ApiError:
+    return ApiError(
+        400,
+        f"the request body nests arrays and objects more than {MAX_DEPTH} levels deep: "
+        "send a flatter JSON object",
+    )
+
+
+def decode_image(value: Any, where: str, *, param: str | None = None) -> bytes:
+    """An image sent as base64 text, decoded; a 400 naming ``where`` if it is not base64.
+
+    Decoding here matters beyond the error message: the ``ollama`` client reads a string
+    image that names an existing file *as a path* and sends that file, so a request must
+    never hand it text. Line breaks are allowed (the daemon's decoder skips them too).
+
+    >>> decode_image("R0lG", "images[0]")
+    b'GIF'
+    >>> decode_image("/etc/passwd", "images[0]")
+    Traceback (most recent call last):
+    ...
+    dsollama.serve.errors.ApiError: invalid field 'images[0]': expected base64-encoded image data, got "/etc/passwd"
+    """
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value.replace("\n", "").replace("\r", ""), validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    raise ApiError(
+        400,
+        f"invalid field '{where}': expected base64-encoded image data, got {describe(value)}",
+        param=param or where.split("[", 1)[0].split(".", 1)[0],
+    )
 
 
 class Body:
@@ -151,6 +195,8 @@ class Body:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self._bad(name, "a number")
+        if isinstance(value, int) and abs(value) > 1e308:  # float() would overflow
+            raise self._bad(name, "a number a float can hold")
         if (low is not None and value < low) or (high is not None and value > high):
             raise ApiError(
                 400,
