@@ -5,7 +5,9 @@ only here, only over HTTPS (plain HTTP only to a loopback address, as test doubl
 use), and never appears in a repr, a log line or an exception.
 
 Requests always stream, so the router can tell keep-alive filler (DeepSeek's way of
-holding a queued request open, reference §4) from a first token.
+holding a queued request open, reference §4) from a first token. They are spelt in the
+route's dialect: DeepSeek's (`_wire.hosted_request`) or plain OpenAI's
+(`_wire.openai_request`, with inline ``<think>`` split out of the answers).
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ from .._wire.hosted import (
     decode_hosted_response,
     parse_hosted_body,
 )
+from .._wire.openai_request import (
+    build_openai_chat_request,
+    build_openai_continuation_request,
+    build_openai_generate_request,
+)
+from .._wire.reasoning import ThinkSplitter
 from .._wire.schema import validate_json_text
 from .._wire.sse import Comment, Data, Done, SSEParser
 from . import CallSpec, EmbedSpec, ModelState, StreamStats, http_limits, http_timeout
@@ -104,6 +112,8 @@ class HostedBackend:
         return self._base + path
 
     def build(self, spec: CallSpec, *, model: str, thinking: bool | None) -> HostedRequest:
+        if self.config.dialect != "deepseek":
+            return self._build_openai(spec, model=model)
         thinking_default = bool(thinking) if thinking is not None else False
         if spec.operation == "chat":
             return build_chat_request(
@@ -136,6 +146,50 @@ class HostedBackend:
             top_logprobs=spec.top_logprobs,
         )
 
+    def _build_openai(self, spec: CallSpec, *, model: str) -> HostedRequest:
+        if spec.operation == "chat":
+            return build_openai_chat_request(
+                spec.messages,
+                route=self.config,
+                model=model,
+                tools=spec.tools,
+                think=spec.think,  # type: ignore[arg-type]
+                format=spec.format,
+                options=spec.options,
+                stream=True,
+                logprobs=spec.logprobs,
+                top_logprobs=spec.top_logprobs,
+            )
+        return build_openai_generate_request(
+            spec.prompt,
+            spec.suffix or None,
+            route=self.config,
+            model=model,
+            system=spec.system,
+            template=spec.template,
+            context=spec.context,
+            raw=spec.raw,
+            images=spec.images,
+            think=spec.think,  # type: ignore[arg-type]
+            format=spec.format,
+            options=spec.options,
+            stream=True,
+            logprobs=spec.logprobs,
+            top_logprobs=spec.top_logprobs,
+        )
+
+    def _splitter(self, request: HostedRequest) -> ThinkSplitter | None:
+        """How inline ``<think>`` is split out of this request's answer, if at all.
+
+        DeepSeek's API always separates reasoning (and its answers stay byte for byte
+        what it sent); an OpenAI-format server may not (vLLM without a reasoning parser,
+        llama-server with ``--reasoning-format none``). A continuation past the
+        reasoning gets answer text only.
+        """
+        if self.config.dialect == "deepseek" or request.continues_answer:
+            return None
+        return ThinkSplitter(thinking_model=self.capabilities.reasoning_field == "inline")
+
     async def stream(
         self, spec: CallSpec, *, model: str, thinking: bool | None, stats: StreamStats
     ) -> AsyncIterator[Delta]:
@@ -153,9 +207,19 @@ class HostedBackend:
         partial_content: str,
         partial_thinking: str,
     ) -> AsyncIterator[Delta]:
-        """Continue a broken answer from its partial text (DeepSeek prefix completion)."""
+        """Continue a broken answer from its partial text: DeepSeek's prefix completion, or
+        a final assistant message on an OpenAI-format server that continues one."""
+        if not self.capabilities.continuation:
+            raise UnsupportedRequestError(
+                f"{self.route} cannot continue a broken answer", route=self.route
+            )
         original = self.build(spec, model=model, thinking=thinking)
-        request = build_continuation_request(original, partial_content, partial_thinking)
+        if self.config.dialect == "deepseek":
+            request = build_continuation_request(original, partial_content, partial_thinking)
+        else:
+            request = build_openai_continuation_request(
+                original, partial_content, partial_thinking, route=self.config
+            )
         async for delta in self._send(request, stats):
             yield delta
 
@@ -163,7 +227,7 @@ class HostedBackend:
         if request.unsupported:
             stats.extra.setdefault("unsupported", []).extend(request.unsupported)
         url = self._url(request.path)
-        decoder = HostedStreamDecoder(route=self.route)
+        decoder = HostedStreamDecoder(route=self.route, splitter=self._splitter(request))
         parser = SSEParser(route=self.route, secrets=(self._key,))
         content: list[str] = []
         try:
@@ -187,9 +251,10 @@ class HostedBackend:
                     body = await response.aread()
                     stats.filler += body[: len(body) - len(body.lstrip())].count(b"\n")
                     whole = parse_hosted_body(body, route=self.route, secrets=(self._key,))
-                    for delta in self._checked(
-                        request, content, decode_hosted_response(whole, route=self.route)
-                    ):
+                    deltas = decode_hosted_response(
+                        whole, route=self.route, splitter=self._splitter(request)
+                    )
+                    for delta in self._checked(request, content, deltas):
                         yield delta
                     return
                 async for line in response.aiter_lines():
