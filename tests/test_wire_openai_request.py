@@ -267,6 +267,36 @@ def test_an_image_that_is_not_one_is_a_bad_request() -> None:
         chat(vllm(capabilities={"images": True}), messages)
 
 
+# -- tools ---------------------------------------------------------------------------------
+
+TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+
+
+def test_tools_go_out_as_functions() -> None:
+    assert chat(tools=[TOOL]).body["tools"] == [TOOL]
+
+
+def test_tools_on_a_route_without_tool_calling_are_refused() -> None:
+    with pytest.raises(UnsupportedRequestError, match="has no tool calling"):
+        chat(vllm(capabilities={"tools": False}), tools=[TOOL])
+
+
+def test_tool_call_history_has_no_deepseek_reasoning_echo() -> None:
+    messages = [
+        *USER,
+        {
+            "role": "assistant",
+            "content": "",
+            "thinking": "need the weather",
+            "tool_calls": [{"function": {"name": "weather", "arguments": {"city": "Oslo"}}}],
+        },
+        {"role": "tool", "content": "rain", "tool_name": "weather"},
+    ]
+    wire = chat(messages=messages, tools=[TOOL]).body["messages"]
+    assert "reasoning_content" not in wire[1]
+    assert wire[2]["tool_call_id"] == wire[1]["tool_calls"][0]["id"]
+
+
 # -- generate ------------------------------------------------------------------------------
 
 

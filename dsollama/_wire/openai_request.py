@@ -299,7 +299,8 @@ def build_openai_chat_request(
     """The OpenAI-dialect request for ``ollama.chat(...)`` arguments on ``route``.
 
     Raises `UnsupportedRequestError` for what the route cannot take at all (images
-    without ``capabilities.images``, non-function tools, no messages) and
+    without ``capabilities.images``, tools without ``capabilities.tools``, non-function
+    tools, no messages) and
     `BadRequestError` for arguments ollama would reject too.
     """
     if not messages:
@@ -319,6 +320,11 @@ def build_openai_chat_request(
     )
     body: dict[str, Any] = {"model": model, "messages": wire_messages, **think_fields}
     if tools:
+        if not route.capabilities.tools:
+            raise UnsupportedRequestError(
+                f"the route {route.name} has no tool calling",
+                hint="send tool calls to a route whose capabilities include tools",
+            )
         body["tools"] = [_tool_dict(tool, i) for i, tool in enumerate(tools)]
     schema = _apply_format(body, wire_messages, format, route)
     _apply_options(body, options, route, notes)
