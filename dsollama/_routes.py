@@ -272,6 +272,43 @@ def _string_map(where: str, name: str, raw: Any) -> dict[str, str]:
 
 
 _WIRE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# Fields a request sets itself: a route's extra option or continuation field must not
+# let a caller's options (or the route) replace them.
+_REQUEST_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "prompt",
+        "suffix",
+        "stream",
+        "stream_options",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "seed",
+        "temperature",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "thinking",
+        "reasoning_effort",
+        "n",
+        "logprobs",
+        "top_logprobs",
+    }
+)
+
+
+def _not_request_fields(where: str, name: str, names: Sequence[str]) -> None:
+    taken = sorted(set(names) & _REQUEST_FIELDS)
+    if taken:
+        raise ConfigError(
+            f"{where}: {name} names {', '.join(taken)}, which dsollama sets itself",
+            hint=f"list only fields the server takes beyond OpenAI's in {name}",
+        )
 
 
 def _extra_options(where: str, raw: Any) -> tuple[str, ...]:
@@ -289,6 +326,7 @@ def _extra_options(where: str, raw: Any) -> tuple[str, ...]:
             f"{where}: extra_options holds {', '.join(bad[:3])}, not option names",
             hint="use the names the server's API takes: lower case letters, digits and _",
         )
+    _not_request_fields(where, "extra_options", names)
     return names
 
 
@@ -326,7 +364,9 @@ def _continuation_fields(where: str, raw: Any) -> dict[str, Any]:
             f"{where}: continuation_fields must be a table of field = true/false/number/text",
             hint="e.g. continuation_fields = {continue_final_message = true, add_generation_prompt = false}",
         )
-    return {str(k): v for k, v in raw.items()}
+    fields = {str(k): v for k, v in raw.items()}
+    _not_request_fields(where, "continuation_fields", list(fields))
+    return fields
 
 
 def route_from_table(

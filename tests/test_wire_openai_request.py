@@ -408,6 +408,8 @@ def test_presets_carry_the_new_fields() -> None:
         ({"load_timeout": 600}, "load_timeout = 600 must be a number of seconds"),
         ({"metrics_url": "ftp://box/metrics"}, "metrics_url: the URL must start with https://"),
         ({"continuation_fields": {"x": [1]}}, "continuation_fields must be a table"),
+        ({"extra_options": ["top_k", "model"]}, "extra_options names model, which dsollama sets"),
+        ({"continuation_fields": {"messages": "x"}}, "continuation_fields names messages"),
         ({"dialect": "ollama"}, "dialect 'ollama' needs api 'ollama'"),
         ({"capabilities": {"reasoning_field": "elsewhere"}}, "capabilities.reasoning_field"),
     ],
