@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -49,7 +50,13 @@ OverCapacity = Literal["queues", "refuses"]
 LoadSignal = Literal["none", "vllm", "llamacpp", "sglang"]
 Dialect = Literal["ollama", "deepseek", "openai"]
 ThinkingSwitch = Literal["ollama", "deepseek", "always", "never"]
-ReasoningField = Literal["ollama", "reasoning_content", "reasoning"]
+ReasoningField = Literal["ollama", "reasoning_content", "reasoning", "inline"]
+
+# Load sampling: a short TTL keeps admission fresh without one scrape per call, and a small
+# timeout keeps a slow metrics endpoint from ever delaying a call by much.
+DEFAULT_LOAD_TTL = 0.25
+DEFAULT_LOAD_TIMEOUT = 0.2
+_MAX_LOAD_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,9 @@ class Capabilities:
     thinking: ThinkingSwitch = "never"
     "How reasoning is switched: Ollama's ``think``, DeepSeek's ``thinking``, or not at all."
     reasoning_field: ReasoningField = "reasoning_content"
-    "Where the reasoning arrives (inline ``<think>`` is always split as well)."
+    """Where the reasoning arrives. An explicit inline ``<think>`` block is split on every
+    OpenAI-dialect route; ``inline`` says the server never separates it and the chat
+    template opens the block itself, so the answer starts inside the reasoning."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +118,17 @@ class RouteConfig:
     load_signal: LoadSignal = "none"
     "Where the server publishes its own queue (vLLM and llama-server metrics)."
     metrics_url: str | None = None
+    "Where the load signal is read; by default the server root (base URL minus ``/v1``)."
+    load_ttl: float = DEFAULT_LOAD_TTL
+    "Seconds a load reading stays fresh: concurrent and close calls share one scrape."
+    load_timeout: float = DEFAULT_LOAD_TIMEOUT
+    "Seconds a scrape may take before the reading counts as unavailable."
     dialect: Dialect = "openai"
+    "How requests are spelt: DeepSeek's (thinking switch, /beta) or plain OpenAI's."
+    extra_options: tuple[str, ...] = ()
+    "Sampling options the server takes beyond OpenAI's, by their wire names (vLLM: top_k…)."
+    continuation_fields: Mapping[str, Any] = field(default_factory=dict)
+    "Body fields that make the server continue a final assistant message (vLLM's flags)."
     capabilities: Capabilities = field(default_factory=Capabilities)
     preset: str | None = None
     unverified: str | None = None
@@ -175,7 +194,11 @@ _ROUTE_FIELDS = {
     "prices",
     "load_signal",
     "metrics_url",
+    "load_ttl",
+    "load_timeout",
     "dialect",
+    "extra_options",
+    "continuation_fields",
     "capabilities",
     "unverified",
     "headers",
@@ -248,6 +271,104 @@ def _string_map(where: str, name: str, raw: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in raw.items()}
 
 
+_WIRE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# Fields a request sets itself: a route's extra option or continuation field must not
+# let a caller's options (or the route) replace them.
+_REQUEST_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "prompt",
+        "suffix",
+        "stream",
+        "stream_options",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "seed",
+        "temperature",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "thinking",
+        "reasoning_effort",
+        "n",
+        "logprobs",
+        "top_logprobs",
+    }
+)
+
+
+def _not_request_fields(where: str, name: str, names: Sequence[str]) -> None:
+    taken = sorted(set(names) & _REQUEST_FIELDS)
+    if taken:
+        raise ConfigError(
+            f"{where}: {name} names {', '.join(taken)}, which dsollama sets itself",
+            hint=f"list only fields the server takes beyond OpenAI's in {name}",
+        )
+
+
+def _extra_options(where: str, raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str) or not isinstance(raw, Sequence):
+        raise ConfigError(
+            f"{where}: extra_options must be a list of option names",
+            hint='e.g. extra_options = ["top_k", "min_p", "repetition_penalty"]',
+        )
+    names = tuple(raw)
+    bad = [repr(n) for n in names if not isinstance(n, str) or not _WIRE_NAME.fullmatch(n)]
+    if bad:
+        raise ConfigError(
+            f"{where}: extra_options holds {', '.join(bad[:3])}, not option names",
+            hint="use the names the server's API takes: lower case letters, digits and _",
+        )
+    _not_request_fields(where, "extra_options", names)
+    return names
+
+
+def _seconds(where: str, name: str, raw: Any, default: float) -> float:
+    if raw is None:
+        return default
+    if (
+        isinstance(raw, bool)
+        or not isinstance(raw, (int, float))
+        or not 0 < raw <= _MAX_LOAD_SECONDS
+    ):
+        raise ConfigError(
+            f"{where}: {name} = {raw!r} must be a number of seconds above 0 and at most {_MAX_LOAD_SECONDS:g}",
+            hint=f"the default is {default:g}",
+        )
+    return float(raw)
+
+
+def _metrics_url(where: str, raw: Any) -> str | None:
+    if not raw:
+        return None
+    try:
+        return normalise_base_url(str(raw))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: metrics_url: {exc}") from None
+
+
+def _continuation_fields(where: str, raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or not all(
+        isinstance(v, (str, int, float, bool)) for v in raw.values()
+    ):
+        raise ConfigError(
+            f"{where}: continuation_fields must be a table of field = true/false/number/text",
+            hint="e.g. continuation_fields = {continue_final_message = true, add_generation_prompt = false}",
+        )
+    fields = {str(k): v for k, v in raw.items()}
+    _not_request_fields(where, "continuation_fields", list(fields))
+    return fields
+
+
 def route_from_table(
     table: Mapping[str, Any],
     presets: Mapping[str, Mapping[str, Any]],
@@ -306,6 +427,12 @@ def route_from_table(
     base_caps = _capabilities(where, preset.get("capabilities"), Capabilities())
     caps = _capabilities(where, raw.get("capabilities"), base_caps)
     default_dialect = "ollama" if api == "ollama" else "openai"
+    dialect = _choice(where, "dialect", merged.get("dialect", default_dialect), Dialect)
+    if api == "openai" and dialect == "ollama":
+        raise ConfigError(
+            f"{where}: dialect 'ollama' needs api 'ollama'; an OpenAI-format route speaks "
+            "'openai' (vLLM, llama-server, most providers) or 'deepseek' (DeepSeek's own API)"
+        )
     return RouteConfig(
         name=name,
         api=api,
@@ -323,8 +450,14 @@ def route_from_table(
         context={str(k): int(v) for k, v in context.items()},
         prices=_prices(where, merged.get("prices")),
         load_signal=_choice(where, "load_signal", merged.get("load_signal", "none"), LoadSignal),
-        metrics_url=str(merged["metrics_url"]) if merged.get("metrics_url") else None,
-        dialect=_choice(where, "dialect", merged.get("dialect", default_dialect), Dialect),
+        metrics_url=_metrics_url(where, merged.get("metrics_url")),
+        load_ttl=_seconds(where, "load_ttl", merged.get("load_ttl"), DEFAULT_LOAD_TTL),
+        load_timeout=_seconds(
+            where, "load_timeout", merged.get("load_timeout"), DEFAULT_LOAD_TIMEOUT
+        ),
+        dialect=dialect,
+        extra_options=_extra_options(where, merged.get("extra_options")),
+        continuation_fields=_continuation_fields(where, merged.get("continuation_fields")),
         capabilities=caps,
         preset=str(preset_name) if preset_name is not None else None,
         unverified=str(merged["unverified"]) if merged.get("unverified") else None,

@@ -38,6 +38,7 @@ from dsollama._wire.hosted import (
     decode_hosted_response,
     parse_hosted_body,
 )
+from dsollama._wire.reasoning import ThinkSplitter
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -1191,6 +1192,75 @@ def test_a_whole_message_with_reasoning_decodes() -> None:
     message = body["choices"][0]["message"]
     message["reasoning"] = message.pop("reasoning_content")
     assert decode_hosted_response(body)[0].thinking == "Chain of thought text"
+
+
+# -- inline <think> on OpenAI-format routes ------------------------------------------------------
+
+
+def texts(deltas: list[Delta]) -> tuple[str, str]:
+    return "".join(d.thinking for d in deltas), "".join(d.content for d in deltas)
+
+
+def test_inline_think_is_split_across_chunks_with_a_splitter() -> None:
+    """vLLM without a reasoning parser: the block arrives in pieces, tags cut anywhere."""
+    pieces = ["<thi", "nk>\nWhy? Light", " scatters.\n</th", "ink>\n\nBecause", " of Rayleigh."]
+    decoder = HostedStreamDecoder(splitter=ThinkSplitter())
+    deltas = run(
+        decoder,
+        [chunk({"content": p}) for p in pieces] + [chunk({}, finish="stop", usage=USAGE)],
+    )
+    assert texts(deltas) == ("Why? Light scatters.", "Because of Rayleigh.")
+    assert (decoder.partial_thinking, decoder.partial_content) == texts(deltas)
+    assert deltas[-1].done
+    assert not any(d.content or d.thinking for d in deltas[-1:])
+
+
+def test_without_a_splitter_inline_think_stays_content() -> None:
+    """DeepSeek's dialect: the answer is exactly what the server sent."""
+    deltas = run(HostedStreamDecoder(), [chunk({"content": "<think>x</think>y"}, finish="stop")])
+    assert texts(deltas) == ("", "<think>x</think>y")
+
+
+def test_a_reasoning_field_turns_the_splitter_off() -> None:
+    """A server that separates reasoning: a later literal <think> is answer text."""
+    deltas = run(
+        HostedStreamDecoder(splitter=ThinkSplitter()),
+        [
+            chunk({"role": "assistant", "content": ""}),
+            chunk({"reasoning_content": "plan"}),
+            chunk({"content": "<think> is a tag"}, finish="stop"),
+        ],
+    )
+    assert texts(deltas) == ("plan", "<think> is a tag")
+
+
+def test_held_text_comes_out_before_the_final_delta() -> None:
+    """An answer that ends inside what could be a tag: the splitter's held text is
+    flushed before done=True, with the tool calls after it."""
+    deltas = run(
+        HostedStreamDecoder(splitter=ThinkSplitter()),
+        [chunk({"content": "  "}), chunk({"content": "<thi"}, finish="stop", usage=USAGE)],
+    )
+    assert texts(deltas) == ("", "  <thi")
+    assert [d.done for d in deltas] == [False, True]
+
+
+def test_a_template_that_opens_the_block_itself() -> None:
+    """reasoning_field "inline": no opening tag, the answer starts inside the reasoning."""
+    deltas = run(
+        HostedStreamDecoder(splitter=ThinkSplitter(thinking_model=True)),
+        [chunk({"content": "hmm, blue\n</think>\n\nBlue."}, finish="stop")],
+    )
+    assert texts(deltas) == ("hmm, blue", "Blue.")
+
+
+def test_a_whole_body_is_split_too() -> None:
+    body = copy.deepcopy(REFERENCE_BODY)
+    message = body["choices"][0]["message"]
+    del message["reasoning_content"]
+    message["content"] = "<think>\nChain\n</think>\n\nAnswer"
+    deltas = decode_hosted_response(body, splitter=ThinkSplitter())
+    assert texts(deltas) == ("Chain", "Answer")
 
 
 # -- a whole completion where a stream was expected -------------------------------------------------

@@ -5,11 +5,18 @@ only here, only over HTTPS (plain HTTP only to a loopback address, as test doubl
 use), and never appears in a repr, a log line or an exception.
 
 Requests always stream, so the router can tell keep-alive filler (DeepSeek's way of
-holding a queued request open, reference §4) from a first token.
+holding a queued request open, reference §4) from a first token. They are spelt in the
+route's dialect: DeepSeek's (`_wire.hosted_request`) or plain OpenAI's
+(`_wire.openai_request`, with inline ``<think>`` split out of the answers). Where the
+server publishes its own queue (vLLM, llama-server, SGLang), `server_queue` reads it
+through a `LoadSampler`: at most once per ``load_ttl``, shared by concurrent callers.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Literal
 
@@ -43,11 +50,42 @@ from .._wire.hosted import (
     decode_hosted_response,
     parse_hosted_body,
 )
+from .._wire.openai_request import (
+    build_openai_chat_request,
+    build_openai_continuation_request,
+    build_openai_generate_request,
+)
+from .._wire.reasoning import ThinkSplitter
 from .._wire.schema import validate_json_text
 from .._wire.sse import Comment, Data, Done, SSEParser
 from . import CallSpec, EmbedSpec, ModelState, StreamStats, http_limits, http_timeout
+from .loadsignal import (
+    METRIC_NAMES,
+    LoadSampler,
+    SignalUnavailable,
+    queue_from_slots,
+    queues_from_metrics,
+    total_slots,
+)
 
 __all__ = ["HostedBackend"]
+
+log = logging.getLogger("dsollama")
+
+# A server's slot count changes only when it restarts: read it rarely.
+_PROPS_TTL = 60.0
+# /metrics of a busy vLLM with many models is tens of kilobytes; anything past this is
+# not a metrics page.
+_MAX_SCRAPE_BYTES = 4 * 1024 * 1024
+# llama-server without --metrics (501), or a proxy that does not pass /metrics on (404).
+_METRICS_OFF = (404, 501)
+
+Queues = dict[str | None, ServerQueue]
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    split = urllib.parse.urlsplit(url)
+    return split.scheme.lower(), (split.hostname or "").lower(), split.port
 
 
 class HostedBackend:
@@ -95,10 +133,26 @@ class HostedBackend:
             "follow_redirects": False,
         }
         self._http = httpx.AsyncClient(**self._client_options)
-
-    def reopen(self) -> None:
-        """Fresh connections for a new event loop (the old loop's were closed with it)."""
-        self._http = httpx.AsyncClient(**self._client_options)
+        self._metrics_url = config.metrics_url or self._root + "/metrics"
+        self._told_slots = False
+        self._load: LoadSampler[Queues] | None = None
+        self._props: LoadSampler[int] | None = None
+        if config.load_signal != "none":
+            self._load = LoadSampler(
+                self._read_load,
+                ttl=config.load_ttl,
+                timeout=config.load_timeout,
+                route=self.route,
+                what="load signal",
+            )
+        if config.load_signal == "llamacpp":
+            self._props = LoadSampler(
+                self._read_total_slots,
+                ttl=_PROPS_TTL,
+                timeout=config.load_timeout,
+                route=self.route,
+                what="slot count (/props)",
+            )
 
     def __repr__(self) -> str:
         return f"HostedBackend({self.endpoint!r})"
@@ -109,6 +163,8 @@ class HostedBackend:
         return self._base + path
 
     def build(self, spec: CallSpec, *, model: str, thinking: bool | None) -> HostedRequest:
+        if self.config.dialect != "deepseek":
+            return self._build_openai(spec, model=model)
         thinking_default = bool(thinking) if thinking is not None else False
         if spec.operation == "chat":
             return build_chat_request(
@@ -141,6 +197,50 @@ class HostedBackend:
             top_logprobs=spec.top_logprobs,
         )
 
+    def _build_openai(self, spec: CallSpec, *, model: str) -> HostedRequest:
+        if spec.operation == "chat":
+            return build_openai_chat_request(
+                spec.messages,
+                route=self.config,
+                model=model,
+                tools=spec.tools,
+                think=spec.think,  # type: ignore[arg-type]
+                format=spec.format,
+                options=spec.options,
+                stream=True,
+                logprobs=spec.logprobs,
+                top_logprobs=spec.top_logprobs,
+            )
+        return build_openai_generate_request(
+            spec.prompt,
+            spec.suffix or None,
+            route=self.config,
+            model=model,
+            system=spec.system,
+            template=spec.template,
+            context=spec.context,
+            raw=spec.raw,
+            images=spec.images,
+            think=spec.think,  # type: ignore[arg-type]
+            format=spec.format,
+            options=spec.options,
+            stream=True,
+            logprobs=spec.logprobs,
+            top_logprobs=spec.top_logprobs,
+        )
+
+    def _splitter(self, request: HostedRequest) -> ThinkSplitter | None:
+        """How inline ``<think>`` is split out of this request's answer, if at all.
+
+        DeepSeek's API always separates reasoning (and its answers stay byte for byte
+        what it sent); an OpenAI-format server may not (vLLM without a reasoning parser,
+        llama-server with ``--reasoning-format none``). A continuation past the
+        reasoning gets answer text only.
+        """
+        if self.config.dialect == "deepseek" or request.continues_answer:
+            return None
+        return ThinkSplitter(thinking_model=self.capabilities.reasoning_field == "inline")
+
     async def stream(
         self, spec: CallSpec, *, model: str, thinking: bool | None, stats: StreamStats
     ) -> AsyncIterator[Delta]:
@@ -158,9 +258,19 @@ class HostedBackend:
         partial_content: str,
         partial_thinking: str,
     ) -> AsyncIterator[Delta]:
-        """Continue a broken answer from its partial text (DeepSeek prefix completion)."""
+        """Continue a broken answer from its partial text: DeepSeek's prefix completion, or
+        a final assistant message on an OpenAI-format server that continues one."""
+        if not self.capabilities.continuation:
+            raise UnsupportedRequestError(
+                f"{self.route} cannot continue a broken answer", route=self.route
+            )
         original = self.build(spec, model=model, thinking=thinking)
-        request = build_continuation_request(original, partial_content, partial_thinking)
+        if self.config.dialect == "deepseek":
+            request = build_continuation_request(original, partial_content, partial_thinking)
+        else:
+            request = build_openai_continuation_request(
+                original, partial_content, partial_thinking, route=self.config
+            )
         async for delta in self._send(request, stats):
             yield delta
 
@@ -168,7 +278,7 @@ class HostedBackend:
         if request.unsupported:
             stats.extra.setdefault("unsupported", []).extend(request.unsupported)
         url = self._url(request.path)
-        decoder = HostedStreamDecoder(route=self.route)
+        decoder = HostedStreamDecoder(route=self.route, splitter=self._splitter(request))
         parser = SSEParser(route=self.route, secrets=(self._key,))
         content: list[str] = []
         try:
@@ -192,9 +302,10 @@ class HostedBackend:
                     body = await response.aread()
                     stats.filler += body[: len(body) - len(body.lstrip())].count(b"\n")
                     whole = parse_hosted_body(body, route=self.route, secrets=(self._key,))
-                    for delta in self._checked(
-                        request, content, decode_hosted_response(whole, route=self.route)
-                    ):
+                    deltas = decode_hosted_response(
+                        whole, route=self.route, splitter=self._splitter(request)
+                    )
+                    for delta in self._checked(request, content, deltas):
                         yield delta
                     return
                 async for line in response.aiter_lines():
@@ -290,10 +401,96 @@ class HostedBackend:
         return hosted.context_length if hosted is not None else None
 
     async def server_queue(self, model: str) -> ServerQueue | None:
-        return None
+        """The server's own count of running and waiting requests for ``model`` (the
+        route's id for it), read at most once per ``load_ttl``; None when the route has
+        no load signal, the server gives no reading, or it counts other models only."""
+        if self._load is None:
+            return None
+        queues = await self._load.get()
+        if not queues:
+            return None
+        return queues.get(model, queues.get(None))
+
+    async def server_capacity(self) -> int | None:
+        """Requests the server runs at once: the route's ``capacity``, else llama-server's
+        ``total_slots`` (``/props``); None when neither says."""
+        if self.config.capacity is not None:
+            return self.config.capacity
+        if self._props is None:
+            return None
+        return await self._props.get()
+
+    # -- load signal -------------------------------------------------------------------------
+
+    async def _read_load(self) -> Queues:
+        names = METRIC_NAMES[self.config.load_signal]
+        status, text = await self._scrape(self._metrics_url, accept="text/plain")
+        if status == 200:
+            queues = queues_from_metrics(text, names)
+            if not queues:
+                raise SignalUnavailable(f"/metrics has no {names.running} and {names.waiting}")
+            return queues
+        if status not in _METRICS_OFF or self.config.load_signal != "llamacpp":
+            raise SignalUnavailable(f"/metrics answered {status}")
+        # llama-server started without --metrics: /slots still tells which slots are busy.
+        # /metrics is asked first every time, so a restart with --metrics is noticed.
+        if not self._told_slots:
+            self._told_slots = True
+            log.info("%s: /metrics is off; reading busy slots from /slots", self.route)
+        status, text = await self._scrape(self._root + "/slots", accept="application/json")
+        if status != 200:
+            raise SignalUnavailable(f"/slots answered {status} and /metrics is off")
+        queue = queue_from_slots(self._json(text, "/slots"))
+        if queue is None:
+            raise SignalUnavailable("/slots is not a list of slots")
+        return {None: queue}
+
+    async def _read_total_slots(self) -> int:
+        status, text = await self._scrape(self._root + "/props", accept="application/json")
+        if status != 200:
+            raise SignalUnavailable(f"/props answered {status}")
+        slots = total_slots(self._json(text, "/props"))
+        if slots is None:
+            raise SignalUnavailable("/props has no total_slots")
+        return slots
+
+    @staticmethod
+    def _json(text: str, where: str) -> Any:
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise SignalUnavailable(f"{where} is not JSON") from None
+
+    async def _scrape(self, url: str, *, accept: str) -> tuple[int, str]:
+        """GET a monitoring URL: its status, and its text when 200 (bounded in size).
+
+        The key goes along only to the route's own origin: a ``metrics_url`` elsewhere
+        (a Prometheus proxy, say) is read without it.
+        """
+        request = self._http.build_request(
+            "GET", url, headers={"Accept": accept}, timeout=self.config.load_timeout
+        )
+        if _origin(url) != _origin(self._base):
+            request.headers.pop("Authorization", None)
+        response = await self._http.send(request, stream=True)
+        try:
+            if response.status_code != 200:
+                return response.status_code, ""
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > _MAX_SCRAPE_BYTES:
+                    raise SignalUnavailable(f"the answer is over {_MAX_SCRAPE_BYTES} bytes")
+            return 200, body.decode("utf-8", errors="replace")
+        finally:
+            await response.aclose()
 
     async def embed(self, spec: EmbedSpec, *, model: str) -> dict[str, Any]:
         raise UnsupportedRequestError(f"{self.route} has no embeddings", route=self.route)
+
+    def reopen(self) -> None:
+        """Fresh connections for a new event loop (the old loop's were closed with it)."""
+        self._http = httpx.AsyncClient(**self._client_options)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -92,7 +92,8 @@ class HostedRequest:
     """One request for the hosted route, ready to POST.
 
     ``path`` is relative to the API root (the backend joins it to ``hosted_base_url``,
-    minus any ``/v1``); ``unsupported`` lists ``"name: reason"`` for every argument the
+    minus any ``/v1``; paths of the OpenAI dialect are relative to the base URL itself);
+    ``unsupported`` lists ``"name: reason"`` for every argument the
     hosted route cannot honour (the router records or reports them); ``schema`` is
     the JSON schema the answer must satisfy when ``format=`` was a schema (the hosted
     API has JSON mode but no schema enforcement, ref §5.3).
@@ -102,6 +103,9 @@ class HostedRequest:
     body: dict[str, Any]
     unsupported: list[str] = field(default_factory=list)
     schema: dict[str, Any] | None = None
+    continues_answer: bool = False
+    """The request continues an answer past its reasoning (OpenAI dialect): what comes
+    back is answer text, never the start of an inline ``<think>`` block."""
 
     @property
     def kind(self) -> Literal["chat", "completion"]:
@@ -156,7 +160,9 @@ def _think_settings(
     )
 
 
-def _clamp(name: str, value: Any, low: float, high: float, notes: list[str]) -> float:
+def _clamp(
+    name: str, value: Any, low: float, high: float, notes: list[str], *, whose: str = "hosted"
+) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -164,9 +170,31 @@ def _clamp(name: str, value: Any, low: float, high: float, notes: list[str]) -> 
     clamped = min(max(number, low), high)
     if clamped != number:
         notes.append(
-            f"{name}: {number:g} is outside the hosted range {low:g}–{high:g}; sent {clamped:g}"
+            f"{name}: {number:g} is outside the {whose} range {low:g}–{high:g}; sent {clamped:g}"
         )
     return clamped
+
+
+def _max_tokens(value: Any, notes: list[str], *, whose: str, cap: int | None) -> int | None:
+    """``num_predict`` as ``max_tokens``; None when it is the server's default (or 0)."""
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        raise BadRequestError(f"option num_predict must be an integer, got {value!r}") from None
+    if limit > 0:
+        if cap is not None and limit > cap:
+            notes.append(f"num_predict: FIM allows at most {cap} tokens; sent {cap}")
+            limit = cap
+        return limit
+    if limit == 0:
+        notes.append(f"num_predict: 0 has no {whose} equivalent (max_tokens must be ≥ 1); not sent")
+    # -1 (unlimited) and -2 (fill the context) are the server's default: omit.
+    return None
+
+
+def _stops(value: Any) -> list[str]:
+    stops = [value] if isinstance(value, str) else [str(s) for s in value]
+    return [s for s in stops if s]
 
 
 def _apply_options(
@@ -183,27 +211,11 @@ def _apply_options(
             if thinking:
                 notes.append(f"top_p: {_THINKING_IGNORED}")
         elif name == "num_predict":
-            try:
-                limit = int(value)
-            except (TypeError, ValueError):
-                raise BadRequestError(
-                    f"option num_predict must be an integer, got {value!r}"
-                ) from None
-            if limit > 0:
-                if fim and limit > FIM_MAX_TOKENS:
-                    notes.append(
-                        f"num_predict: FIM allows at most {FIM_MAX_TOKENS} tokens; sent {FIM_MAX_TOKENS}"
-                    )
-                    limit = FIM_MAX_TOKENS
+            limit = _max_tokens(value, notes, whose="hosted", cap=FIM_MAX_TOKENS if fim else None)
+            if limit is not None:
                 body["max_tokens"] = limit
-            elif limit == 0:
-                notes.append(
-                    "num_predict: 0 has no hosted equivalent (max_tokens must be ≥ 1); not sent"
-                )
-            # -1 (unlimited) and -2 (fill the context) are the hosted default: omit.
         elif name == "stop":
-            stops = [value] if isinstance(value, str) else [str(s) for s in value]
-            stops = [s for s in stops if s]
+            stops = _stops(value)
             if len(stops) > MAX_STOP:
                 notes.append(
                     f"stop: the hosted API takes at most {MAX_STOP} stop strings; sent the first {MAX_STOP}"
@@ -244,8 +256,16 @@ def _arguments_text(arguments: Any) -> str:
     raise BadRequestError(f"tool call arguments must be a dict, got {type(arguments).__name__}")
 
 
+ImageParts = Callable[[Sequence[Any], str], list[dict[str, Any]]]
+"Images of a message → OpenAI content parts (dialects whose route takes images)."
+
+
 def _convert_messages(
-    messages: Sequence[MessageLike], *, thinking: bool, notes: list[str]
+    messages: Sequence[MessageLike],
+    *,
+    thinking: bool,
+    notes: list[str],
+    image_parts: ImageParts | None = None,
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     # Calls of the latest assistant tool-call turn not yet answered: (id, name).
@@ -255,7 +275,15 @@ def _convert_messages(
         role = str(msg.get("role", "")).lower()
         if not role:
             raise BadRequestError(f"messages[{i}] has no role")
-        _no_images(msg.get("images"), f"messages[{i}]")
+        images = msg.get("images")
+        if image_parts is None:
+            _no_images(images, f"messages[{i}]")
+        elif images and role != "user":
+            # OpenAI format takes image parts in user messages only.
+            notes.append(
+                f"messages[{i}]: only user messages carry images in OpenAI format; not sent"
+            )
+            images = None
         content = msg.get("content")
         text = "" if content is None else str(content)
 
@@ -326,6 +354,9 @@ def _convert_messages(
             continue
 
         converted = {"role": role, "content": text}
+        if images and image_parts is not None:
+            text_part = [{"type": "text", "text": text}] if text else []
+            converted["content"] = text_part + image_parts(images, f"messages[{i}]")
         if msg.get("name"):
             converted["name"] = str(msg["name"])
         out.append(converted)

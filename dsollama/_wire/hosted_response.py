@@ -26,6 +26,7 @@ from .._exceptions import (
 )
 from .hosted_errors import _int, classify_stream_error, is_in_band_error
 from .hosted_shapes import REASONING_FIELDS, ShapeError, check_chunk, is_whole_completion
+from .reasoning import ThinkSplitter
 
 __all__ = [
     "HostedStreamDecoder",
@@ -162,10 +163,16 @@ class HostedStreamDecoder:
     object is raised as classified — neither is ever skipped, since a skipped chunk may
     have carried text. Handles chat chunks (``delta``), FIM chunks (``text``) and whole
     messages (``message``); reasoning comes as ``reasoning_content`` or ``reasoning``.
+
+    With a ``splitter`` (routes that may send reasoning inline, such as vLLM without a
+    reasoning parser), a ``<think>`` block in the content becomes thinking too, until a
+    reasoning field shows the server separates reasoning itself; text the splitter
+    still holds comes out before the final delta.
     """
 
-    def __init__(self, *, route: str | None = None) -> None:
+    def __init__(self, *, route: str | None = None, splitter: ThinkSplitter | None = None) -> None:
         self._route = route
+        self._splitter = splitter
         self._content: list[str] = []
         self._thinking: list[str] = []
         self._tools: dict[int, _ToolAccumulator] = {}
@@ -233,6 +240,7 @@ class HostedStreamDecoder:
         if finished_now:
             if self._finish_reason == "insufficient_system_resource":
                 raise self._resource_error()
+            out.extend(self._flush())
             calls = self._assembled_tool_calls()
             if calls:
                 out.append(Delta(tool_calls=calls))
@@ -249,7 +257,7 @@ class HostedStreamDecoder:
         if self._final_sent:
             return []
         if self._finish_reason is not None:
-            return [self._final()]
+            return [*self._flush(), self._final()]
         if self.chunks == 0:
             detail = (
                 f"after {keepalives} keep-alive comment(s) and no data (the request was still queued)"
@@ -287,11 +295,30 @@ class HostedStreamDecoder:
         self, content: str, thinking: str, calls: list[ToolCall] | None = None
     ) -> list[Delta]:
         """The delta of what arrived (none when nothing did), noted as partial output."""
+        if self._splitter is not None:
+            if thinking:
+                # The server separates reasoning: whatever the splitter held is settled
+                # as it stood, and content is content from here on.
+                held_thinking, held_content = self._splitter.passthrough()
+                thinking, content = held_thinking + thinking, held_content + content
+            else:
+                thinking, content = self._splitter.feed(content)
         if not (content or thinking or calls):
             return []
         self._content.append(content)
         self._thinking.append(thinking)
         return [Delta(content=content, thinking=thinking, tool_calls=calls or [])]
+
+    def _flush(self) -> list[Delta]:
+        """What the splitter still holds, once the answer has ended."""
+        if self._splitter is None:
+            return []
+        thinking, content = self._splitter.finish()
+        if not (thinking or content):
+            return []
+        self._content.append(content)
+        self._thinking.append(thinking)
+        return [Delta(content=content, thinking=thinking)]
 
     def _whole_tool_call(self, call: Mapping[str, Any], position: int) -> ToolCall:
         function = call.get("function")
@@ -399,7 +426,9 @@ def parse_hosted_body(
     return data
 
 
-def decode_hosted_response(body: Mapping[str, Any], *, route: str | None = None) -> list[Delta]:
+def decode_hosted_response(
+    body: Mapping[str, Any], *, route: str | None = None, splitter: ThinkSplitter | None = None
+) -> list[Delta]:
     """The `Delta`s of a whole hosted answer (chat or FIM), as one JSON object.
 
     What a non-streaming request gets, and what a streaming one gets from a server or
@@ -423,5 +452,5 @@ def decode_hosted_response(body: Mapping[str, Any], *, route: str | None = None)
             route=route,
             hint=_MALFORMED_HINT,
         )
-    decoder = HostedStreamDecoder(route=route)
+    decoder = HostedStreamDecoder(route=route, splitter=splitter)
     return decoder.feed(body) + decoder.finish()
