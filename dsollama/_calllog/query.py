@@ -632,3 +632,32 @@ def call_stats(
         attempts=attempts,
         dropped=dropped,
     )
+
+
+def last_route_errors(path: Path) -> dict[str, LoggedAttempt]:
+    """The newest failed attempt of each route in the log (for `dsollama routes`)."""
+    conn = _open(path)
+    if conn is None:
+        return {}
+    out: dict[str, LoggedAttempt] = {}
+    with _closing(conn):
+        rows = conn.execute(
+            "SELECT route, kind, model, outcome, error, status_code, detail, started_at,"
+            " duration_s, ttft_s FROM attempts WHERE error IS NOT NULL"
+            " ORDER BY started_at DESC LIMIT 2000"
+        ).fetchall()
+    for r in rows:
+        if r["route"] not in out:
+            out[r["route"]] = LoggedAttempt(
+                route=r["route"],
+                kind=r["kind"],
+                model=r["model"],
+                outcome=r["outcome"],
+                error=r["error"],
+                status_code=r["status_code"],
+                detail=r["detail"],
+                started_at=r["started_at"],
+                duration_s=r["duration_s"],
+                ttft_s=r["ttft_s"],
+            )
+    return out
