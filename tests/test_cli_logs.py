@@ -38,7 +38,7 @@ def run(*args: str, **env: str) -> Result:
 @pytest.fixture
 def populated() -> Path:
     now = time.time()
-    log = CallLog(default_log_path())
+    log = CallLog(default_log_path(), log_content=True)
     log.record(
         CallRecord(
             operation="chat",
