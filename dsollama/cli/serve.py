@@ -185,12 +185,22 @@ def serve(
     )
     _setup_logging(log_level)
     _banner(url, settings, secret is not None, grace)
+    _content_notice(settings)
     server = make_server(app, grace=grace, log_level=log_level, access_log=access_log)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
     click.echo("dsollama serve stopped.", err=True)
+
+
+def _content_notice(settings: Any) -> None:
+    # Once per log, under the banner; on stderr, since scripts read the banner's stdout.
+    from dsollama._calllog import content_notice
+
+    notice = content_notice(settings, "serve")
+    if notice:
+        click.echo(notice, err=True)
 
 
 def _banner(url: str, settings: Any, has_token: bool, grace: int) -> None:
