@@ -116,7 +116,7 @@ class _BaseClient:
         if settings.log:
             from ._calllog import open_call_log
 
-            call_log = open_call_log(settings)
+            call_log = open_call_log(settings, source=source)
             if call_log is not None:
                 all_sinks.append(call_log)
         self._source = source

@@ -122,8 +122,8 @@ class Settings(BaseModel):
     log: bool = True
     "Record every call in the local SQLite log (DSOLLAMA_LOG=off disables)."
     log_path: str | None = None
-    log_content: bool = True
-    "Keep messages and answers in the log (off: only metadata)."
+    log_content: bool | None = None
+    "Keep messages and answers in the log. Unset: by who runs the call (off for a program using the library, on for `dsollama chat`/`generate`/`serve`)."
 
     # Routes as data, model chains, shared state
     routes: tuple[dict[str, Any], ...] = ()
@@ -186,6 +186,10 @@ _EXTRA_ENV: dict[str, tuple[str, ...]] = {
     "local_slots": ("DSOLLAMA_LOCAL_SLOTS", "OLLAMA_NUM_PARALLEL"),
 }
 _SECRET_FIELDS = {"hosted_api_key", "serve_token", "serve_admin_token"}
+# What an unset value means, where "(unset)" alone would leave the reader guessing.
+_UNSET_MEANING = {
+    "log_content": "unset: library off, CLI and serve on",
+}
 _FALSE = {"0", "false", "no", "off", ""}
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -330,5 +334,7 @@ def explain_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> 
         value = getattr(settings, name)
         if name in _SECRET_FIELDS:
             value = "**** (set)" if value is not None else None
+        elif value is None:
+            value = _UNSET_MEANING.get(name)
         out.append(SettingSource(name=name, value=value, source=sources[name]))
     return out

@@ -16,10 +16,12 @@ import pytest
 
 from dsollama._calllog import (
     CallLog,
+    LogSink,
     call_stats,
     default_log_path,
     dropped_counts,
     log_path_for,
+    metadata_only_count,
     open_call_log,
     parse_since,
     recent_calls,
@@ -85,6 +87,7 @@ def make_log(db: Path) -> Iterator[Any]:
     logs: list[CallLog] = []
 
     def factory(path: Path = db, **kwargs: Any) -> CallLog:
+        kwargs.setdefault("log_content", True)  # most tests read the content back
         log = CallLog(path, **kwargs)
         logs.append(log)
         return log
@@ -94,10 +97,11 @@ def make_log(db: Path) -> Iterator[Any]:
         log.close()
 
 
-def write(log: CallLog, *records: CallRecord) -> None:
+def write(log: CallLog | LogSink, *records: CallRecord) -> None:
     for rec in records:
         log.record(rec)
-    assert log.flush()
+    writer = log.log if isinstance(log, LogSink) else log
+    assert writer.flush()
 
 
 # -- what is stored ------------------------------------------------------------------
@@ -402,26 +406,30 @@ def test_parse_since() -> None:
 
 def test_open_call_log_shares_one_instance_per_path() -> None:
     settings = load_settings()
-    log = open_call_log(settings)
-    assert log is not None
+    sink = open_call_log(settings)
+    assert sink is not None
+    log = sink.log
     try:
-        assert open_call_log(load_settings()) is log
+        # One writer per path, whoever opens it and whatever their content switch.
+        assert open_call_log(load_settings()).log is log  # type: ignore[union-attr]
+        assert open_call_log(settings, source="cli").log is log  # type: ignore[union-attr]
+        assert open_call_log(load_settings(log_content=True)).log is log  # type: ignore[union-attr]
         assert log.path == default_log_path() == log_path_for(settings)
         assert default_log_path().name == "logs.db"
     finally:
         log.close()
     again = open_call_log(settings)
     assert again is not None
-    assert again is not log
-    again.close()
+    assert again.log is not log
+    again.log.close()
 
 
 def test_log_path_setting_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DSOLLAMA_LOG_PATH", str(tmp_path / "custom.db"))
-    log = open_call_log(load_settings())
-    assert log is not None
-    write(log, make_record())
-    log.close()
+    sink = open_call_log(load_settings())
+    assert sink is not None
+    write(sink, make_record())
+    sink.log.close()
     assert len(recent_calls(tmp_path / "custom.db")) == 1
     assert not default_log_path().exists()
 
@@ -436,18 +444,18 @@ def test_dsollama_log_off_records_nothing(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_content_logging_off_keeps_only_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DSOLLAMA_LOG_CONTENT", "off")
-    log = open_call_log(load_settings())
-    assert log is not None
-    assert not log.log_content
+    sink = open_call_log(load_settings(), source="cli")  # off wins over the CLI's default
+    assert sink is not None
+    assert not sink.content
     write(
-        log,
+        sink,
         make_record(
             messages=[{"role": "user", "content": "confidential-plan-alpha"}],
             response_text="confidential-answer-beta",
             response_thinking="confidential-thought-gamma",
         ),
     )
-    log.close()
+    sink.log.close()
     path = default_log_path()
     [call] = recent_calls(path)
     assert call.messages is None
@@ -461,6 +469,51 @@ def test_content_logging_off_keeps_only_metadata(monkeypatch: pytest.MonkeyPatch
             assert b"confidential" not in file.read_bytes()
 
 
+def _indexed_rows(path: Path) -> int:
+    """Rows in the full-text index (FTS5 keeps one size record per indexed row)."""
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("SELECT count(*) FROM calls_fts_docsize").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_metadata_only_rows_hold_no_text_and_are_not_indexed(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = CallLog(db)  # the writer's own default is the library's: metadata only
+    log.record(
+        make_record(
+            messages=[
+                {"role": "user", "content": "zebra-question", "tool_calls": [{"x": "zebra-args"}]}
+            ],
+            response_text="zebra-answer",
+            response_thinking="zebra-thought",
+            ok=False,
+            error_class="ServerError",
+            error_message="no route could answer: timeout",
+        )
+    )
+    log.record(make_record(messages=[{"role": "user", "content": "kept question"}]), content=True)
+    log.close()
+    files = [p for p in db.parent.iterdir() if p.name.startswith("logs.db")]
+    assert b"zebra" not in b"".join(p.read_bytes() for p in files)
+    assert _indexed_rows(db) == 1  # the content row only
+    metadata_only, kept = sorted(recent_calls(db, limit=0), key=lambda c: c.content_logged)
+    assert metadata_only.error_message == "no route could answer: timeout"  # metadata stays
+    assert json.loads(json.dumps(metadata_only.to_json()))["content_logged"] is False
+    assert kept.to_json()["content_logged"] is True
+    assert metadata_only_count(db) == 1
+    assert metadata_only_count(db, failed=True) == 1
+    assert metadata_only_count(db, since=time.time() + 60) == 0
+    # A metadata-only row is never searched, by FTS5 or by the LIKE fallback alike.
+    for fts in (True, False):
+        monkeypatch.setattr(schema, "fts5_available", lambda conn, fts=fts: fts)
+        assert search_mode(db) == ("fts5" if fts else "like")
+        assert [c.prompt for c in recent_calls(db, search="kept")] == ["kept question"]
+        assert recent_calls(db, search="timeout") == []
+
+
 # -- secrets -------------------------------------------------------------------------
 
 DEEPSEEK_KEY = "sk-4f1c0ffee5ecre7Qz9w"
@@ -471,16 +524,16 @@ BEARER = "eyJhbGciOiJIUzI1NiJ9.payload.sig"
 
 
 def test_no_secret_ever_reaches_the_database_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = load_settings(hosted_api_key=CUSTOM_KEY, serve_token=SERVE_TOKEN)
-    log = open_call_log(settings)
-    assert log is not None
-    assert CUSTOM_KEY not in repr(log)
+    settings = load_settings(hosted_api_key=CUSTOM_KEY, serve_token=SERVE_TOKEN, log_content=True)
+    sink = open_call_log(settings)
+    assert sink is not None
+    assert CUSTOM_KEY not in repr(sink)
     leak = (
         f"my key is {DEEPSEEK_KEY} and {CUSTOM_KEY}; token {SERVE_TOKEN}; "
         f"host http://alice:{URL_PASSWORD}@localhost:11434; Authorization: Bearer {BEARER}"
     )
     write(
-        log,
+        sink,
         make_record(
             model_requested=f"deepseek-r1:8b {CUSTOM_KEY}",
             messages=[
@@ -499,7 +552,7 @@ def test_no_secret_ever_reaches_the_database_file(monkeypatch: pytest.MonkeyPatc
             error_message=f"Authentication Fails, Your api key: ****Qz9w is invalid ({leak})",
         ),
     )
-    log.close()
+    sink.log.close()
 
     path = default_log_path()
     files = [p for p in path.parent.iterdir() if p.name.startswith("logs.db")]

@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import pytest
 
-from dsollama._calllog import CallLog, dropped_counts, recent_calls
+from dsollama._calllog import CallLog, LogSink, dropped_counts, recent_calls
 from dsollama._types import Attempt, CallRecord, ServedBy
 
 LOCAL = ServedBy(
@@ -55,6 +55,7 @@ def make_log(db: Path) -> Iterator[Any]:
     logs: list[CallLog] = []
 
     def factory(**kwargs: Any) -> CallLog:
+        kwargs.setdefault("log_content", True)  # these tests count rows by their prompts
         log = CallLog(db, **kwargs)
         logs.append(log)
         return log
@@ -125,13 +126,38 @@ def test_two_sinks_in_one_process_share_the_file(make_log: Any, db: Path) -> Non
     assert sum(c.messages is None for c in calls) == 100
 
 
+def test_sinks_with_different_content_switches_share_one_writer(make_log: Any, db: Path) -> None:
+    log = make_log(log_content=False)
+    keeping, metadata_only = LogSink(log, content=True), LogSink(log, content=False)
+
+    def writer(sink: LogSink, tag: str) -> None:
+        for i in range(150):
+            sink.record(make_record(f"{tag}-{i}"))
+
+    workers = [
+        threading.Thread(target=writer, args=(keeping, "kept")),
+        threading.Thread(target=writer, args=(metadata_only, "secret")),
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert log.flush()
+    calls = recent_calls(db, limit=0)
+    assert len(calls) == 300
+    kept = [c for c in calls if c.content_logged]
+    assert sorted(str(c.prompt) for c in kept) == sorted(f"question kept-{i}" for i in range(150))
+    assert all(c.response_text == "answer " + str(c.prompt)[len("question ") :] for c in kept)
+    assert b"secret-" not in b"".join(p.read_bytes() for p in db.parent.glob("logs.db*"))
+
+
 _WRITER_PROCESS = textwrap.dedent(
     """
     import sys
     from dsollama._calllog import CallLog
     from dsollama._types import CallRecord
 
-    log = CallLog(sys.argv[1], busy_timeout=10.0)
+    log = CallLog(sys.argv[1], busy_timeout=10.0, log_content=True)
     print("ready", flush=True)
     sys.stdin.readline()
     for i in range(200):
@@ -272,7 +298,9 @@ async def test_a_locked_database_never_stalls_the_event_loop(make_log: Any, db: 
         for i in range(200):
             log.record(make_record(str(i)))
         spent = time.perf_counter() - started
-        assert await anyio.to_thread.run_sync(log.flush)
+        # Each batch the writer takes waits out the busy timeout; on a loaded machine the
+        # 200 rows can arrive as two or three batches, so allow for more than one wait.
+        assert await anyio.to_thread.run_sync(lambda: log.flush(timeout=busy * 4))
     finally:
         locker.close()
     assert spent < busy / 3, f"200 record() calls took {spent * 1000:.1f} ms"

@@ -38,7 +38,7 @@ def run(*args: str, **env: str) -> Result:
 @pytest.fixture
 def populated() -> Path:
     now = time.time()
-    log = CallLog(default_log_path())
+    log = CallLog(default_log_path(), log_content=True)
     log.record(
         CallRecord(
             operation="chat",
@@ -369,3 +369,40 @@ def test_reset_moves_the_log_aside_and_a_new_one_starts(populated: Path) -> None
     again = run("logs", "--reset")
     assert again.exit_code == 0
     assert "nothing to reset" in again.stderr
+
+
+def test_metadata_only_calls_say_so_and_search_says_what_it_skipped(populated: Path) -> None:
+    log = CallLog(populated)  # metadata only, as a program using the library logs
+    log.record(
+        CallRecord(
+            operation="chat",
+            model_requested="deepseek-coder:6.7b",
+            ok=True,
+            served_by=LOCAL.model_copy(update={"model": "deepseek-coder:6.7b"}),
+            total_s=0.7,
+            messages=[{"role": "user", "content": "private haiku request"}],
+            response_text="private pond",
+        )
+    )
+    log.close()
+
+    table = run("logs", "-n", "0")
+    assert table.exit_code == 0, table.output
+    assert table.stdout.count("(content not logged)") == 1
+    assert "deepseek-coder:6.7b @ local" in table.stdout
+    assert "private" not in table.stdout
+    assert "write a haiku about ponds" in table.stdout  # calls that kept content show it
+
+    search = run("logs", "-q", "haiku")
+    assert "write a haiku about ponds" in search.stdout
+    assert "deepseek-coder:6.7b" not in search.stdout
+    assert "1 call(s) were logged without prompts and answers" in search.stderr
+    assert "-q could not search them" in search.stderr
+    as_json = run("logs", "-q", "haiku", "--json")
+    assert [c["content_logged"] for c in json.loads(as_json.stdout)] == [True]
+    # Without -q, and when every call kept its content, there is nothing to say.
+    assert "without prompts" not in table.stderr
+    assert (
+        "without prompts"
+        not in run("logs", "-q", "haiku", "--since", "90m", "-m", "deepseek-r1").stderr
+    )

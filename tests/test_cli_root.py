@@ -52,7 +52,8 @@ def test_unknown_commands_are_usage_errors() -> None:
 
 
 def test_debug_shows_the_traceback_and_plain_errors_do_not() -> None:
-    env = {"OLLAMA_HOST": "127.0.0.1:9", "DSOLLAMA_CONNECT_TIMEOUT": "0.5"}
+    # The log is off so that the first-use note on content logging is not among the lines.
+    env = {"OLLAMA_HOST": "127.0.0.1:9", "DSOLLAMA_CONNECT_TIMEOUT": "0.5", "DSOLLAMA_LOG": "off"}
     plain = subprocess.run(
         [sys.executable, "-m", "dsollama", "chat", "deepseek-r1:8b", "hi", "--local-only"],
         capture_output=True,

@@ -32,6 +32,7 @@ __all__ = [
     "LoggedCall",
     "call_stats",
     "dropped_counts",
+    "metadata_only_count",
     "parse_since",
     "percentile",
     "recent_calls",
@@ -247,8 +248,16 @@ class LoggedCall:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["time"] = datetime.fromtimestamp(self.started_at, timezone.utc).isoformat()
+        out["content_logged"] = self.content_logged
         out["attempts"] = [asdict(a) for a in self.attempts]
         return out
+
+    @property
+    def content_logged(self) -> bool:
+        """Whether the prompt and answer were kept (False: a metadata-only row)."""
+        return not (
+            self.messages is None and self.response_text is None and self.response_thinking is None
+        )
 
     @property
     def prompt(self) -> str | None:
@@ -272,6 +281,12 @@ def _fts_query(text: str) -> str:
     "busy" "OR" "sk-x*"
     """
     return " ".join('"' + word.replace('"', '""') + '"' for word in text.split())
+
+
+# A row that kept its content; metadata-only rows have none of the three.
+_HAS_CONTENT = (
+    "(messages IS NOT NULL OR response_text IS NOT NULL OR response_thinking IS NOT NULL)"
+)
 
 
 def _like_escape(text: str) -> str:
@@ -314,6 +329,9 @@ def _filters(
             args += [route, _glob_escape(route) + "*"]
     words = (search or "").split()
     if words:
+        # Search covers calls that kept their content: a metadata-only row is not indexed
+        # (and older ones, indexed by their error alone, are left out the same way).
+        where.append(_HAS_CONTENT)
         if _use_fts(conn):
             where.append("id IN (SELECT rowid FROM calls_fts WHERE calls_fts MATCH ?)")
             args.append(_fts_query(" ".join(words)))
@@ -342,7 +360,8 @@ def recent_calls(
 
     ``route`` is 'local', 'hosted' or a route name (or its prefix); ``model`` matches the
     model asked for or the one that served (a name without a tag matches every tag);
-    ``search`` is full-text over prompts, answers and error messages.
+    ``search`` is full-text over prompts, answers and error messages of the calls that
+    kept their content (`metadata_only_count` says how many it could not look at).
     """
     conn = _open(path)
     if conn is None:
@@ -364,6 +383,33 @@ def recent_calls(
         rows = conn.execute(sql, args).fetchall()
         attempts = _attempts_for(conn, [int(r["id"]) for r in rows])
     return [_to_call(r, attempts.get(int(r["id"]), ())) for r in rows]
+
+
+def metadata_only_count(
+    path: Path,
+    *,
+    model: str | None = None,
+    route: str | None = None,
+    failed: bool = False,
+    since: float | None = None,
+) -> int:
+    """How many calls matching the filters were logged without content (search skips them)."""
+    conn = _open(path)
+    if conn is None:
+        return 0
+    with _closing(conn):
+        where, args = _filters(
+            conn,
+            model=model,
+            route=route,
+            failed=failed,
+            since=since,
+            until=None,
+            search=None,
+        )
+        where = f"{where} AND NOT {_HAS_CONTENT}" if where else f" WHERE NOT {_HAS_CONTENT}"
+        row = conn.execute(f"SELECT count(*) FROM calls{where}", args).fetchone()
+    return int(row[0])
 
 
 def _attempts_for(

@@ -8,6 +8,11 @@ batch (locked by another process past the busy timeout, disk full, unwritable fo
 the batch is dropped and counted: the log loses rows, never an answer. Counts of lost
 rows are persisted in the ``dropped`` table at the next successful write, so
 `dsollama logs` and `dsollama stats` can say how much is missing.
+
+Content (messages, answer, reasoning) is kept only for records whose sink asks for it:
+a process has one `CallLog` per database, and each client reaches it through its own
+`LogSink`, so a library client that keeps metadata only and a CLI client that keeps
+content can share one writer.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from . import schema
 if TYPE_CHECKING:
     from .._types import CallRecord
 
-__all__ = ["CallLog", "Row", "record_to_row", "scrub"]
+__all__ = ["CallLog", "LogSink", "Row", "record_to_row", "scrub"]
 
 logger = logging.getLogger("dsollama")
 
@@ -101,11 +106,14 @@ def _jsonable(value: Any, secrets: Sequence[str]) -> Any:
 
 @dataclass(frozen=True)
 class Row:
-    """One call ready for SQLite: the ``calls`` values, its attempts, its search text."""
+    """One call ready for SQLite: the ``calls`` values, its attempts, its search text.
+
+    ``search`` is None for a metadata-only row: it leaves no terms in the full-text index.
+    """
 
     call: dict[str, Any]
     attempts: list[tuple[Any, ...]]
-    search: tuple[str, str, str]
+    search: tuple[str, str, str] | None
 
 
 def record_to_row(
@@ -115,7 +123,11 @@ def record_to_row(
     log_content: bool,
     secrets: Sequence[str] = (),
 ) -> Row:
-    """Turn a `CallRecord` into storable values; every text passes through `scrub`."""
+    """Turn a `CallRecord` into storable values; every text passes through `scrub`.
+
+    Without ``log_content`` the row holds no prompt, answer or reasoning, and nothing of
+    it goes to the full-text index.
+    """
     s = secrets
     served = rec.served_by
     last = rec.attempts[-1] if rec.attempts else None
@@ -188,7 +200,9 @@ def record_to_row(
         )
         for seq, a in enumerate(rec.attempts)
     ]
-    search = (prompt, "\n".join(t for t in (answer, thinking_text) if t), error_message or "")
+    search = None
+    if log_content:
+        search = (prompt, "\n".join(t for t in (answer, thinking_text) if t), error_message or "")
     return Row(call=call, attempts=attempts, search=search)
 
 
@@ -213,7 +227,9 @@ class _Stop:
 
 
 _STOP = _Stop()
-_Item = Union["tuple[CallRecord, list[Any] | None]", threading.Event, _Stop]
+# A record, the messages copied when it was recorded, and whether to keep its content.
+_Queued = tuple["CallRecord", "list[Any] | None", bool]
+_Item = Union[_Queued, threading.Event, _Stop]
 
 # Every live CallLog, so a fork can reset them and interpreter exit can flush them.
 _LIVE: weakref.WeakSet[CallLog] = weakref.WeakSet()
@@ -234,17 +250,19 @@ def _classify(exc: BaseException) -> str:
 
 
 class CallLog:
-    """The request-log sink: `record()` never blocks or raises; a writer thread stores.
+    """The request-log writer: `record()` never blocks or raises; a writer thread stores.
 
-    ``dropped`` counts rows this instance lost (queue full, database locked or full,
-    closed); the counts are also persisted in the database when it can be written.
+    ``log_content``: keep the prompt and answer of records that do not say otherwise
+    (`record`'s ``content``); off unless asked, like the library. ``dropped`` counts rows
+    this instance lost (queue full, database locked or full, closed); the counts are also
+    persisted in the database when it can be written.
     """
 
     def __init__(
         self,
         path: Path | str,
         *,
-        log_content: bool = True,
+        log_content: bool = False,
         max_queue: int = 10_000,
         secrets: Iterable[str] = (),
         busy_timeout: float = 1.0,
@@ -272,20 +290,24 @@ class CallLog:
 
     # -- caller side -------------------------------------------------------------
 
-    def record(self, rec: CallRecord) -> None:
-        """Queue one finished call for the writer. Never blocks, never raises."""
+    def record(self, rec: CallRecord, *, content: bool | None = None) -> None:
+        """Queue one finished call for the writer. Never blocks, never raises.
+
+        ``content``: keep its messages, answer and reasoning (None: ``log_content``).
+        """
         try:
             if self._closed:
                 self._drop("closed")
                 return
             if self._thread is None:
                 self._start()
+            keep = self.log_content if content is None else bool(content)
             messages = None
-            if self.log_content and rec.messages is not None:
+            if keep and rec.messages is not None:
                 # Callers commonly append the answer to their history right after the
                 # call; a shallow copy now keeps the logged request as it was sent.
                 messages = [dict(m) if isinstance(m, dict) else m for m in rec.messages]
-            self._queue.put_nowait((rec, messages))
+            self._queue.put_nowait((rec, messages, keep))
         except queue.Full:
             self._drop("queue full")
         except Exception:
@@ -381,7 +403,7 @@ class CallLog:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                records: list[tuple[CallRecord, list[Any] | None]] = []
+                records: list[_Queued] = []
                 markers: list[threading.Event] = []
                 for item in batch:
                     if isinstance(item, _Stop):
@@ -427,15 +449,13 @@ class CallLog:
     def _write(
         self,
         conn: sqlite3.Connection | None,
-        records: list[tuple[CallRecord, list[Any] | None]],
+        records: list[_Queued],
     ) -> sqlite3.Connection | None:
         rows: list[Row] = []
         secrets = self._secrets
-        for rec, messages in records:
+        for rec, messages, keep in records:
             try:
-                rows.append(
-                    record_to_row(rec, messages, log_content=self.log_content, secrets=secrets)
-                )
+                rows.append(record_to_row(rec, messages, log_content=keep, secrets=secrets))
             except Exception:
                 self._drop("error")
             # Hand the GIL back between rows: JSON and regexes hold it, and a burst would
@@ -471,7 +491,7 @@ class CallLog:
                 call_id = cur.lastrowid
                 if row.attempts:
                     conn.executemany(_INSERT_ATTEMPT, [(call_id, *a) for a in row.attempts])
-                if self._fts and any(row.search):
+                if self._fts and row.search is not None and any(row.search):
                     conn.execute(
                         "INSERT INTO calls_fts (rowid, prompt, answer, error) VALUES (?, ?, ?, ?)",
                         (call_id, *row.search),
@@ -491,6 +511,21 @@ class CallLog:
             raise
 
     _fts: bool = False
+
+
+@dataclass(frozen=True)
+class LogSink:
+    """One client's way into a shared `CallLog`: the same writer, its own content switch.
+
+    A call sink (``record(rec)``); ``content`` says whether this client's calls keep their
+    prompt, answer and reasoning.
+    """
+
+    log: CallLog
+    content: bool
+
+    def record(self, rec: CallRecord) -> None:
+        self.log.record(rec, content=self.content)
 
 
 def _after_fork_in_child() -> None:

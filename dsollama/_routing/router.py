@@ -37,7 +37,7 @@ from .._config import Settings
 from .._exceptions import DaemonUnreachableError, MissingAPIKeyError, ModelNotFoundError
 from .._types import EmbedResponse
 from .admission import HostedLoad, RouteLoad
-from .backoff import Breaker, RetryBudget
+from .backoff import Breaker, BreakerState, RetryBudget
 from .embed import EmbedRun
 from .plan import Candidate, plan_candidates
 from .run import CallRun
@@ -189,6 +189,9 @@ class Router:
             )
             raise error
         return [RouteChoice(self._by_name[c.route.name], c.model, c.thinking) for c in candidates]
+
+    async def breaker_state(self, route: str) -> BreakerState:
+        return self.breaker(route).snapshot()
 
     def viable(self, choice: RouteChoice) -> bool:
         """Could this route take a request now (without using up a half-open probe)?"""

@@ -69,9 +69,15 @@ def _routing_options(func: F) -> F:
 
 
 def _client(host: str | None) -> Client:
+    """The command's client; the first time it keeps prompts and answers, it says so."""
+    from dsollama._calllog import content_notice
     from dsollama._sync import Client
 
-    return Client(host, source="cli")
+    client = Client(host, source="cli")
+    notice = content_notice(client.settings, "cli")
+    if notice:
+        click.echo(notice, err=True)  # stderr: stdout carries only the answer
+    return client
 
 
 def _controls(local_only: bool, hosted_first: bool, **kwargs: Any) -> dict[str, Any]:

@@ -89,7 +89,12 @@ def _note_dropped(dropped: dict[str, int], when: str = "") -> None:
     callback=_parse_since,
     help="Only calls since then: 30m, 1h, 2d, 1w or an ISO time.",
 )
-@click.option("-q", "--query", "search", help="Full-text search in prompts, answers and errors.")
+@click.option(
+    "-q",
+    "--query",
+    "search",
+    help="Full-text search in prompts, answers and errors (of calls that kept their content).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON with full content.")
 @click.option("--path", "show_path", is_flag=True, help="Print the log's file path and exit.")
 @click.option(
@@ -112,7 +117,10 @@ def logs(
 
     Each call shows the model asked for and what served it (route and model), the
     outcome, why it fell back, time to first token, total time, tokens and estimated
-    hosted cost, and the prompt and answer when content logging is on.
+    hosted cost, and the prompt and answer when they were kept: by default for
+    `dsollama chat`, `generate` and `serve`, not for programs using the library.
+    DSOLLAMA_LOG_CONTENT=on or off (or log_content in the config file) decides for all;
+    DSOLLAMA_LOG=off records nothing.
 
     \b
     Examples:
@@ -120,7 +128,7 @@ def logs(
       dsollama logs --failed --since 1h
       dsollama logs --route hosted -q "timeout" --json
     """
-    from dsollama._calllog import dropped_counts, recent_calls
+    from dsollama._calllog import dropped_counts, metadata_only_count, recent_calls
 
     enabled, path, source = _log_settings()
     if show_path:
@@ -154,6 +162,14 @@ def logs(
         click.echo("No calls match.", err=True)
     if not as_json and limit and len(calls) == limit:
         click.echo(f"Showing the last {limit} calls; -n 0 shows all.", err=True)
+    if search and search.split():
+        unsearched = metadata_only_count(path, model=model, route=route, failed=failed, since=since)
+        if unsearched:
+            click.echo(
+                f"Note: {unsearched} call(s) were logged without prompts and answers "
+                "(metadata only), so -q could not search them.",
+                err=True,
+            )
     _note_dropped(dropped_counts(path, since=since))
 
 
@@ -293,6 +309,8 @@ def _print_calls(calls: list[LoggedCall]) -> None:
             cell.append(f"\n{error}: {_short(call.error_message)}", "red")
         if call.fallback_reason:
             cell.append(f"\nfallback: {_short(call.fallback_reason)}", "yellow")
+        if not call.content_logged:
+            cell.append("\n(content not logged)", "dim italic")
         if call.prompt is not None:
             cell.append(f"\n> {_short(call.prompt, 200)}", "dim")
         if call.response_text is not None:

@@ -169,7 +169,9 @@ def routes(as_json: bool, presets: bool) -> None:
         click.echo(line.rstrip())
     unverified = [e for e in described if e["unverified"]]
     for entry in unverified:
-        click.echo(f"note: {entry['name']} (preset {entry['preset']}): unverified {entry['unverified']}")
+        click.echo(
+            f"note: {entry['name']} (preset {entry['preset']}): unverified {entry['unverified']}"
+        )
 
 
 def _show_presets(as_json: bool) -> None:

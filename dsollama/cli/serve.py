@@ -242,6 +242,7 @@ def serve(
         f"{max_connections} connections (503 past it)"
     )
     _banner(url, settings, secret is not None, grace, app.state.dsollama.admin.describe(), limits)
+    _content_notice(settings)
     server = make_server(
         app,
         grace=grace,
@@ -256,6 +257,15 @@ def serve(
     finally:
         sock.close()
     click.echo("dsollama serve stopped.", err=True)
+
+
+def _content_notice(settings: Any) -> None:
+    # Once per log, under the banner; on stderr, since scripts read the banner's stdout.
+    from dsollama._calllog import content_notice
+
+    notice = content_notice(settings, "serve")
+    if notice:
+        click.echo(notice, err=True)
 
 
 def _banner(url: str, settings: Any, has_token: bool, grace: int, admin: str, limits: str) -> None:
