@@ -82,10 +82,18 @@ __all__ = [
 _MASKED_KEY = re.compile(r"\*{2,}[A-Za-z0-9_\-]{1,8}")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]+")
 _SK_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}")
+# Credentials in URLs (OLLAMA_HOST may carry user:password@), key-like query
+# parameters, and Authorization header values.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@:]*:[^/\s@]*@")
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:api[_-]?key|access[_-]?token|key|token)=)[^&\s#\"']+")
+_AUTH_HEADER = re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:basic\s+)?[^\s\"',}]+")
 
 
 def redact(text: str, secrets: Sequence[str] = ()) -> str:
-    """Remove API keys and key fragments from text meant for people or logs.
+    """Remove API keys, key fragments and credentials from text meant for people or logs.
+
+    The one redactor: every error message, log line and log row that holds text from a
+    server, a URL or a caller passes through it.
 
     >>> redact("Authentication Fails, Your api key: ****abcd is invalid")
     'Authentication Fails, Your api key: **** is invalid'
@@ -95,13 +103,26 @@ def redact(text: str, secrets: Sequence[str] = ()) -> str:
     'key **** leaked'
     >>> redact("my secret is hunter2-xyz", ["hunter2-xyz"])
     'my secret is ****'
+    >>> redact("GET http://bob:pw@host:11434/api/chat?key=abc123&x=1")
+    'GET http://****@host:11434/api/chat?key=****&x=1'
+    >>> redact("Authorization: Basic dXNlcjpwYXNz")
+    'Authorization: ****'
     """
     for secret in secrets:
         if secret:
             text = text.replace(secret, "****")
     text = _BEARER.sub(r"\1****", text)
     text = _SK_KEY.sub("****", text)
-    return _MASKED_KEY.sub("****", text)
+    text = _MASKED_KEY.sub("****", text)
+    # The rest only when a cheap substring test says they could match: long prompts pass
+    # through here on their way to the log.
+    if "@" in text and "://" in text:
+        text = _URL_USERINFO.sub(r"\1****@", text)
+    if "=" in text:
+        text = _QUERY_SECRET.sub(r"\1****", text)
+    if "uthorization" in text or "UTHORIZATION" in text:
+        text = _AUTH_HEADER.sub(r"\1****", text)
+    return text
 
 
 class DsollamaError(Exception):

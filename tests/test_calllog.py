@@ -194,6 +194,23 @@ def test_the_messages_are_logged_as_sent_even_if_the_caller_changes_them(
     assert recent_calls(db)[0].messages == [{"role": "user", "content": "first question"}]
 
 
+def test_a_lone_surrogate_never_costs_a_call_or_its_batch(make_log: Any, db: Path) -> None:
+    # From a JSON escape like "\ud800": not encodable as UTF-8. Before, the insert failed
+    # and the whole batch of rows around it was dropped.
+    log = make_log()
+    write(
+        log,
+        make_record(model_requested="before"),
+        make_record(
+            model_requested="half\ud800", messages=[{"role": "user", "content": "x\udfff"}]
+        ),
+        make_record(model_requested="after"),
+    )
+    calls = recent_calls(db)
+    assert [c.model_requested for c in calls] == ["after", "half\ufffd", "before"]
+    assert calls[1].messages == [{"role": "user", "content": "x\ufffd"}]
+
+
 def test_images_are_not_stored_and_ollama_messages_are_accepted(make_log: Any, db: Path) -> None:
     log = make_log()
     image = b"\x89PNG" + b"\x00" * 5000

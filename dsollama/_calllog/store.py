@@ -46,31 +46,24 @@ logger = logging.getLogger("dsollama")
 # flush marker queued behind a burst is answered quickly.
 _BATCH = 256
 
-# Defence in depth beyond redact(): credentials in URLs (OLLAMA_HOST may carry
-# user:password@), key-like query parameters, and Authorization header values.
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@:]*:[^/\s@]*@")
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:api[_-]?key|access[_-]?token|key|token)=)[^&\s#\"']+")
-_AUTH_HEADER = re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:basic\s+)?[^\s\"',}]+")
+# In a str every surrogate code point is a lone one (a pair would be one character).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def scrub(text: str, secrets: Sequence[str] = ()) -> str:
-    """Remove keys, tokens and URL credentials from text bound for the log.
+    """Text fit for the log: redacted (`redact`), and storable.
+
+    A lone surrogate (``"\\ud800"`` from a JSON escape) cannot be encoded as UTF-8: it
+    becomes U+FFFD here instead of failing the whole batch of rows at the insert.
 
     >>> scrub("GET http://bob:pw@host:11434/api/chat?key=abc123&x=1")
     'GET http://****@host:11434/api/chat?key=****&x=1'
-    >>> scrub("Authorization: Basic dXNlcjpwYXNz and sk-0123456789abcdef")
-    'Authorization: **** and ****'
+    >>> scrub("half a pair: \\ud800!")
+    'half a pair: \\ufffd!'
     """
-    # redact() always runs: it is the project's one list of key shapes. The extra patterns
-    # run only when a cheap substring test says they could match, which keeps the writer
-    # (and so its share of the GIL) small on long prompts.
     text = redact(text, secrets)
-    if "@" in text and "://" in text:
-        text = _URL_USERINFO.sub(r"\1****@", text)
-    if "=" in text:
-        text = _QUERY_SECRET.sub(r"\1****", text)
-    if "authorization" in text.lower():
-        text = _AUTH_HEADER.sub(r"\1****", text)
+    if not text.isascii():
+        text = _SURROGATE.sub("\ufffd", text)
     return text
 
 
