@@ -22,9 +22,9 @@ import itertools
 import logging
 import math
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from .._exceptions import ConfigError, redact
@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMES", "RedisStore", "public_url"]
 
 logger = logging.getLogger("dsollama")
+
+T = TypeVar("T")
 
 SCHEMES = ("redis", "rediss", "unix")
 _INSTALL_HINT = "install it with pip install 'dsollama[redis]'"
@@ -127,7 +129,7 @@ class RedisStore:
                 hint="the defaults are lease_ttl=15, op_timeout=0.05, idle_ttl=86400 (seconds)",
             )
         try:
-            from redis.asyncio import BlockingConnectionPool, Redis
+            from redis.asyncio import ConnectionPool, Redis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
         except ImportError as exc:
@@ -146,10 +148,12 @@ class RedisStore:
         self._idle_ms = _ms(idle_ttl)
         # No retries inside redis-py: a slow or dead Redis must cost one short timeout,
         # after which the caller routes on its own view.
-        self._pool = BlockingConnectionPool.from_url(
+        # A burst of calls queues for a connection on the semaphore (cheaper than redis-py's
+        # blocking pool), so the pool never needs more than max_connections.
+        self._slots = asyncio.Semaphore(max_connections)
+        self._pool = ConnectionPool.from_url(
             url,
             max_connections=max_connections,
-            timeout=op_timeout,
             decode_responses=True,
             socket_timeout=op_timeout,
             socket_connect_timeout=op_timeout,
@@ -159,6 +163,7 @@ class RedisStore:
         self._scripts: dict[str, AsyncScript] = {
             name: self._redis.register_script(source) for name, source in SCRIPTS.items()
         }
+        self._names: dict[tuple[str, str], str] = {}
         self._token = secrets.token_hex(4)
         self._gate_ids = itertools.count(1)
         self._held: dict[str, _Held] = {}
@@ -170,21 +175,31 @@ class RedisStore:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _key(self, kind: str, key: str, part: str = "") -> str:
+    def _key(self, kind: str, key: str) -> str:
         # The escaped key is the hash tag: every Redis key of one store key lands in one
         # slot, and no route or model name can break out of its braces.
-        escaped = quote(key, safe="", errors="surrogatepass")
-        return f"{self.namespace}:{kind}:{{{escaped}}}{part}"
+        name = self._names.get((kind, key))
+        if name is None:
+            if len(self._names) > 10_000:  # keys come from routes and models: few
+                self._names.clear()
+            escaped = quote(key, safe="", errors="surrogatepass")
+            name = self._names[(kind, key)] = f"{self.namespace}:{kind}:{{{escaped}}}"
+        return name
 
     def _load_keys(self, key: str) -> list[str]:
-        return [self._key("load", key, part) for part in (":leases", ":exp", ":est")]
+        base = self._key("load", key)
+        return [base + ":leases", base + ":exp", base + ":est"]
 
     def _now(self) -> str:
         return "" if self._clock is None else _num(self._clock())
 
     async def _run(self, op: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self._io(op, lambda: self._scripts[op](keys=keys, args=args))
+
+    async def _io(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
-            result = await self._scripts[op](keys=keys, args=args)
+            async with self._slots:
+                result = await call()
         except Exception as exc:
             raise self._error(op, exc) from exc
         self._last_error = None
@@ -232,15 +247,16 @@ class RedisStore:
         if not held:
             return
         script = self._scripts["renew"]
-        try:
+
+        async def pipelined() -> list[Any]:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for h in held:
                     args: list[str | int] = [self._now(), _num(self.lease_ttl), self._lease_key_ms]
                     args += sorted(h.ids)
                     await script(keys=h.keys, args=args, client=pipe)
-                results = await pipe.execute()
-        except Exception as exc:
-            raise self._error("renew", exc) from exc
+                return list(await pipe.execute())
+
+        results = await self._io("renew", pipelined)
         for h, gone in zip(held, results, strict=True):
             for lease_id in gone:
                 self._drop(h.keys[0], lease_id)
@@ -391,10 +407,7 @@ class RedisStore:
     async def gate_release(self, lease: Lease) -> None:
         gate = self._key("gate", lease.key)
         self._drop(gate, lease.id)
-        try:
-            await self._redis.zrem(gate, lease.id)
-        except Exception as exc:
-            raise self._error("gate_release", exc) from exc
+        await self._io("gate_release", lambda: self._redis.zrem(gate, lease.id))
 
     async def gate_count(self, key: str) -> int:
         return int(await self._run("gate_count", [self._key("gate", key)], [self._now()]))
@@ -402,18 +415,13 @@ class RedisStore:
     # -- facts ----------------------------------------------------------------------------------
 
     async def fact_get(self, key: str) -> str | None:
-        try:
-            value = await self._redis.get(self._key("fact", key))
-        except Exception as exc:
-            raise self._error("fact_get", exc) from exc
+        value = await self._io("fact_get", lambda: self._redis.get(self._key("fact", key)))
         return None if value is None else str(value)
 
     async def fact_set(self, key: str, value: str, *, ttl_s: float) -> None:
         check_fact_ttl(ttl_s)
-        try:
-            await self._redis.set(self._key("fact", key), value, px=_ms(ttl_s))
-        except Exception as exc:
-            raise self._error("fact_set", exc) from exc
+        name = self._key("fact", key)
+        await self._io("fact_set", lambda: self._redis.set(name, value, px=_ms(ttl_s)))
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -441,8 +449,5 @@ class RedisStore:
 
     async def server_time(self) -> float:
         """The Redis server's clock, in seconds (the clock of ``Lease.started``)."""
-        try:
-            seconds, micros = await self._redis.time()
-        except Exception as exc:
-            raise self._error("time", exc) from exc
+        seconds, micros = await self._io("time", lambda: self._redis.time())
         return float(seconds) + float(micros) / 1_000_000
