@@ -142,7 +142,11 @@ class MemoryStore:
             if load is None:
                 load = self._loads[key] = _Load()
             in_flight = len(load.leases)
-            predicted = first_token_in(self._queue(load, now, slots, priors, server), cold_s=cold_s)
+            if in_flight == 0 and server is None:  # an idle key: no queue to simulate
+                predicted = load.prompt.get(priors.prompt_s) + cold_s
+            else:
+                queue = self._queue(load, now, slots, priors, server)
+                predicted = first_token_in(queue, cold_s=cold_s)
             if limit_s is not None and predicted > limit_s:
                 return Admission(None, predicted, in_flight)
             lease_id = str(next(self._ids))
