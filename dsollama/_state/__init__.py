@@ -306,6 +306,7 @@ def open_store(
     namespace: str = "dsollama",
     lease_ttl: float = 15.0,
     op_timeout: float = 0.05,
+    wait_limit: float = 1.0,
     retry_every: float = 1.0,
     clock: Callable[[], float] | None = None,
 ) -> StateStore:
@@ -343,5 +344,6 @@ def open_store(
         shared,
         MemoryStore(breaker=breaker, clock=local_clock),
         op_timeout=op_timeout,
+        wait_limit=wait_limit,
         retry_every=retry_every,
     )

@@ -22,6 +22,7 @@ import itertools
 import logging
 import math
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -43,6 +44,7 @@ from . import (
 )
 from .lua import SCRIPTS
 from .memory import check_fact_ttl
+from .timeouts import bounded_while_silent
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -95,6 +97,10 @@ class RedisStore:
     """`StateStore` on Redis (see the module docstring)."""
 
     kind = "redis"
+    bounds_operations = True
+    "Each operation is bounded by ``op_timeout`` once under way (see `SharedStore`)."
+    safety_timeout = 5.0
+    "Socket deadlines: a backstop only; a silent server is caught after ``op_timeout``."
 
     def __init__(
         self,
@@ -105,11 +111,12 @@ class RedisStore:
         lease_ttl: float = 15.0,
         op_timeout: float = 0.05,
         idle_ttl: float = 86_400.0,
-        max_connections: int = 32,
+        max_connections: int = 16,
         clock: Callable[[], float] | None = None,
     ) -> None:
         """``max_connections`` bounds this process's connections: a burst of calls queues
-        for them (within ``op_timeout``) instead of opening one each. ``clock`` is for
+        for them instead of opening one each (`SharedStore` bounds the whole operation,
+        wait included, by its ``op_timeout``). ``clock`` is for
         tests: a time to use instead of the server's ``TIME`` (the parity test freezes
         time on this store and on a `MemoryStore` alike)."""
         scheme = urlsplit(url).scheme
@@ -146,17 +153,19 @@ class RedisStore:
         self._clock = clock
         self._lease_key_ms = _ms(lease_ttl) + 1000
         self._idle_ms = _ms(idle_ttl)
-        # No retries inside redis-py: a slow or dead Redis must cost one short timeout,
-        # after which the caller routes on its own view.
         # A burst of calls queues for a connection on the semaphore (cheaper than redis-py's
-        # blocking pool), so the pool never needs more than max_connections.
+        # blocking pool), so the pool never needs more than max_connections. No retries
+        # inside redis-py: a slow or dead Redis must cost one short timeout, after which
+        # the caller routes on its own view.
         self._slots = asyncio.Semaphore(max_connections)
         self._pool = ConnectionPool.from_url(
             url,
             max_connections=max_connections,
             decode_responses=True,
-            socket_timeout=op_timeout,
-            socket_connect_timeout=op_timeout,
+            # Wall-clock socket deadlines would fire on a process merely busy with a burst;
+            # `_io` gives up after op_timeout of silence from the server instead.
+            socket_timeout=max(self.safety_timeout, op_timeout),
+            socket_connect_timeout=max(self.safety_timeout, op_timeout),
             retry=Retry(NoBackoff(), 0),
         )
         self._redis: Redis = Redis(connection_pool=self._pool)
@@ -169,6 +178,10 @@ class RedisStore:
         self._held: dict[str, _Held] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._last_error: str | None = None
+        self._failed_at = -math.inf
+        self._failure: StoreError | None = None
+        self._heard_at = -math.inf
+        "Loop time of the last answer from Redis."
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, namespace={self.namespace!r})"
@@ -197,13 +210,24 @@ class RedisStore:
         return await self._io(op, lambda: self._scripts[op](keys=keys, args=args))
 
     async def _io(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
-        try:
-            async with self._slots:
-                result = await call()
-        except Exception as exc:
-            raise self._error(op, exc) from exc
+        queued_at = time.monotonic()
+        async with self._slots:
+            if self._failed_at >= queued_at:
+                # Redis failed while this waited for a connection: fail now, not after
+                # another timeout, so a burst queued behind a dead Redis drains at once.
+                raise StoreError(f"{op}: not sent, Redis failed meanwhile ({self._failure})")
+            try:
+                result = await bounded_while_silent(call(), self.op_timeout, self._heard)
+            except Exception as exc:
+                self._failed_at = time.monotonic()
+                self._failure = self._error(op, exc)
+                raise self._failure from exc
+        self._heard_at = asyncio.get_running_loop().time()
         self._last_error = None
         return result
+
+    def _heard(self) -> float:
+        return self._heard_at
 
     def _error(self, op: str, exc: BaseException) -> StoreError:
         from redis.exceptions import TimeoutError as RedisTimeoutError

@@ -1,8 +1,13 @@
 """`SharedStore`: a shared store (Redis) whose failure never fails a call.
 
-Every operation on the shared store runs under ``op_timeout`` (tens of milliseconds). The
-first failure or timeout switches this process to its own view (a `MemoryStore`) with one
-WARNING — not one per call — and the calls carry on. While on its own view, an operation
+Every operation on the shared store has a deadline: ``op_timeout`` (tens of milliseconds)
+for the shared store to answer. A store that queues operations for its connections (the
+Redis store, under a burst of calls from this process) applies ``op_timeout`` itself,
+once an operation is under way, and fails the queued ones at once when one fails; here
+the whole operation, queue included, is then bounded by ``wait_limit``: a burst through
+one process is slow, not a failing Redis. The first failure or timeout switches this
+process to its own view (a `MemoryStore`) with one WARNING — not one per call — and the
+calls carry on. While on its own view, an operation
 starts a probe of the shared store at most every ``retry_every`` seconds, in the
 background (a call never waits for it); when a probe answers the process rejoins, with one
 INFO line.
@@ -44,6 +49,7 @@ from . import (
     StoreHealth,
 )
 from .memory import MemoryStore, check_fact_ttl
+from .timeouts import bounded
 
 __all__ = ["SharedStore"]
 
@@ -54,18 +60,6 @@ T = TypeVar("T")
 _PROBE_KEY = "__dsollama_probe__"
 _UNLIMITED = sys.maxsize
 "A mirror's gate limit: the shared store already decided."
-
-if sys.version_info >= (3, 11):
-
-    async def _bounded(call: Awaitable[T], seconds: float) -> T:
-        # asyncio.timeout cancels the call in place: no extra task per operation.
-        async with asyncio.timeout(seconds):
-            return await call
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _bounded(call: Awaitable[T], seconds: float) -> T:
-        return await asyncio.wait_for(call, seconds)
 
 
 def _percentile(ordered: list[float], q: float) -> float:
@@ -81,6 +75,7 @@ class SharedStore:
         local: StateStore | None = None,
         *,
         op_timeout: float = 0.05,
+        wait_limit: float = 1.0,
         retry_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -95,6 +90,9 @@ class SharedStore:
         self.primary = primary
         self.local = local
         self.op_timeout = op_timeout
+        # The bound applied here: the primary's own per-operation timeout covers the
+        # network when it has one, and this one its queue for a connection too.
+        self._bound = wait_limit if getattr(primary, "bounds_operations", False) else op_timeout
         self.retry_every = retry_every
         self._clock = clock
         self._using_fallback = False
@@ -124,7 +122,7 @@ class SharedStore:
             return False, None
         started = time.perf_counter()
         try:
-            result = await _bounded(call(), self.op_timeout)
+            result = await bounded(call(), self._bound)
         except Exception as exc:
             self._fall_back(op, exc)
             return False, None
@@ -135,7 +133,7 @@ class SharedStore:
         if isinstance(exc, StoreError):
             return str(exc)  # names the operation already
         if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-            return f"{op}: no answer within {self.op_timeout * 1000:.0f} ms"
+            return f"{op}: no answer within {self._bound * 1000:.0f} ms"
         return f"{op}: {type(exc).__name__}: {exc}"
 
     def _fall_back(self, op: str, exc: BaseException) -> None:
@@ -162,7 +160,7 @@ class SharedStore:
 
     async def _probe(self) -> None:
         try:
-            await _bounded(self.primary.fact_get(_PROBE_KEY), self.op_timeout)
+            await bounded(self.primary.fact_get(_PROBE_KEY), self._bound)
         except Exception as exc:
             self._last_error = self._describe("probe", exc)
             return
@@ -178,7 +176,7 @@ class SharedStore:
     def _spawn(self, call: Awaitable[None]) -> None:
         async def run() -> None:
             try:
-                await _bounded(call, self.op_timeout)
+                await bounded(call, self._bound)
             except Exception:
                 pass  # the shared store is away; what it missed expires there
 
@@ -373,7 +371,7 @@ class SharedStore:
         )
 
     async def aclose(self) -> None:
-        # Background finishes and probes are bounded by op_timeout: let them end rather than
+        # Background finishes and probes are bounded: let them end rather than
         # cancel them (a finish that reaches the shared store frees its slot at once).
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
