@@ -11,7 +11,8 @@ the slots of a process that dies — even by SIGKILL — are free again within `
 Idle keys expire on their own (estimates and breakers after ``idle_ttl``).
 
 Failures raise `StoreError` (never a redis-py exception); `SharedStore` turns them into a
-fallback to this process's own view. The password in the URL is never logged, shown in
+fallback to this process's own view. A store belongs to the event loop that first uses it
+(its connections do); the router's loop, or the sync client's private loop thread. The password in the URL is never logged, shown in
 `health()` or put in an error.
 """
 
