@@ -255,3 +255,18 @@ def test_without_redis_installed_the_error_says_what_to_install(
     with pytest.raises(ConfigError) as raised:
         RedisStore("redis://127.0.0.1:6379/0")
     assert "pip install 'dsollama[redis]'" in (raised.value.hint or "")
+
+
+async def test_a_burst_shares_round_trips_and_survives_a_script_flush(
+    redis_server: RedisServer, store: RedisStore
+) -> None:
+    await store.admit("warm-up", slots=1, priors=PRIORS)
+    redis_server.client().script_flush()  # as after a Redis restart: every script unknown
+    admissions = await asyncio.gather(
+        *(store.admit(KEY, slots=1_000_000, priors=PRIORS) for _ in range(200))
+    )
+    assert all(a.lease is not None for a in admissions)
+    assert sorted(a.in_flight for a in admissions) == list(range(200))
+    assert len({a.lease.id for a in admissions if a.lease}) == 200
+    await asyncio.gather(*(store.finish(a.lease, ok=True) for a in admissions if a.lease))
+    assert await in_flight(store) == 0

@@ -218,12 +218,17 @@ end
 _ADMIT = r"""
 local now = clock(ARGV[1])
 purge(KEYS[2], KEYS[1], now)
-local items = leases(KEYS[1])
 local est = map(redis.call('HGETALL', KEYS[3]))
 local slots = tonumber(ARGV[2])
-local predicted = predict(items, est, now, slots, tonumber(ARGV[3]), tonumber(ARGV[4]),
-                          tonumber(ARGV[6]), ARGV[7], ARGV[8], '')
-local in_flight = #items
+local in_flight = redis.call('HLEN', KEYS[1])
+local predicted
+if in_flight < slots and ARGV[7] == '' then
+  -- A slot is free whatever the others do: no leases to read, no queue to simulate.
+  predicted = estimate(est, 'prompt', tonumber(ARGV[3])) + tonumber(ARGV[6])
+else
+  predicted = predict(leases(KEYS[1]), est, now, slots, tonumber(ARGV[3]), tonumber(ARGV[4]),
+                      tonumber(ARGV[6]), ARGV[7], ARGV[8], '')
+end
 if ARGV[5] ~= '' and predicted > tonumber(ARGV[5]) then
   return {0, num(predicted), in_flight}
 end
@@ -286,6 +291,9 @@ _PREDICT = r"""
 local now = clock(ARGV[1])
 purge(KEYS[2], KEYS[1], now)
 local est = map(redis.call('HGETALL', KEYS[3]))
+if ARGV[8] == '' and ARGV[6] == '' and redis.call('HLEN', KEYS[1]) < tonumber(ARGV[2]) then
+  return num(estimate(est, 'prompt', tonumber(ARGV[3])) + tonumber(ARGV[5]))  -- a slot is free
+end
 return num(predict(leases(KEYS[1]), est, now, tonumber(ARGV[2]), tonumber(ARGV[3]),
                    tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8]))
 """

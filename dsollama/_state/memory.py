@@ -142,7 +142,9 @@ class MemoryStore:
             if load is None:
                 load = self._loads[key] = _Load()
             in_flight = len(load.leases)
-            if in_flight == 0 and server is None:  # an idle key: no queue to simulate
+            if in_flight < slots and server is None:
+                # A slot is free whatever the others do: no queue to simulate (the same
+                # number first_token_in gives, at any number in flight).
                 predicted = load.prompt.get(priors.prompt_s) + cold_s
             else:
                 queue = self._queue(load, now, slots, priors, server)
@@ -200,6 +202,8 @@ class MemoryStore:
             now = self._clock()
             load = self._loads.get(key) or _Load()
             target = None
+            if lease is None and server is None and len(load.leases) < slots:
+                return load.prompt.get(priors.prompt_s) + cold_s  # a slot is free
             if lease is not None and lease.id in load.leases:
                 waiting_ids = [i for i, e in load.leases.items() if e.first_token_at is None]
                 if lease.id not in waiting_ids:

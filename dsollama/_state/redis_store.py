@@ -19,6 +19,7 @@ fallback to this process's own view. A store belongs to the event loop that firs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -43,6 +44,7 @@ from . import (
     StoreError,
     StoreHealth,
 )
+from .batching import Batcher
 from .lua import SCRIPTS
 from .memory import check_fact_ttl
 from .timeouts import bounded_while_silent
@@ -56,6 +58,9 @@ __all__ = ["SCHEMES", "RedisStore", "public_url"]
 logger = logging.getLogger("dsollama")
 
 T = TypeVar("T")
+
+_DIRECT_MAX = 4
+"Operations in flight on their own round trip before the rest share pipelines."
 
 SCHEMES = ("redis", "rediss", "unix")
 _INSTALL_HINT = "install it with pip install 'dsollama[redis]'"
@@ -183,6 +188,15 @@ class RedisStore:
         self._failure: StoreError | None = None
         self._heard_at = -math.inf
         "Loop time of the last answer from Redis."
+        self._direct = 0
+        "Operations in flight on their own round trip."
+        self._batcher = Batcher(
+            self._redis,
+            self._slots,
+            timeout=op_timeout,
+            heard=self._heard,
+            on_answer=self._answered,
+        )
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, namespace={self.namespace!r})"
@@ -208,32 +222,49 @@ class RedisStore:
         return "" if self._clock is None else _num(self._clock())
 
     async def _run(self, op: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return await self._io(op, lambda: self._scripts[op](keys=keys, args=args))
+        script = self._scripts[op]
+        if self._direct >= _DIRECT_MAX:
+            # A burst: share round trips (batching.py).
+            return await self._io(op, lambda: self._batcher.submit(script, keys, args))
+        self._direct += 1
+        try:
+            return await self._io(op, lambda: script(keys=keys, args=args), connection=True)
+        finally:
+            self._direct -= 1
 
-    async def _io(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _io(
+        self, op: str, call: Callable[[], Awaitable[T]], *, connection: bool = False
+    ) -> T:
+        """One operation, bounded while Redis is silent; with ``connection``, holding one
+        of this store's connections (else the call brings its own: the batcher's)."""
         queued_at = time.monotonic()
-        async with self._slots:
-            if self._failed_at >= queued_at:
-                # Redis failed while this waited for a connection: fail now, not after
-                # another timeout, so a burst queued behind a dead Redis drains at once.
-                raise StoreError(f"{op}: not sent, Redis failed meanwhile ({self._failure})")
-            try:
+        try:
+            async with self._slots if connection else contextlib.nullcontext():
+                if self._failed_at >= queued_at:
+                    # Redis failed while this waited for a connection: fail now, not after
+                    # another timeout, so a burst queued behind a dead Redis drains at once.
+                    raise StoreError(f"not sent, Redis failed meanwhile ({self._failure})")
                 result = await bounded_while_silent(call(), self.op_timeout, self._heard)
-            except Exception as exc:
-                self._failed_at = time.monotonic()
-                self._failure = self._error(op, exc)
-                raise self._failure from exc
-        self._heard_at = asyncio.get_running_loop().time()
-        self._last_error = None
+        except Exception as exc:
+            self._failed_at = time.monotonic()
+            self._failure = self._error(op, exc)
+            raise self._failure from exc
+        self._answered()
         return result
 
     def _heard(self) -> float:
         return self._heard_at
 
+    def _answered(self) -> None:
+        self._heard_at = asyncio.get_running_loop().time()
+        self._last_error = None
+
     def _error(self, op: str, exc: BaseException) -> StoreError:
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        if isinstance(exc, TimeoutError | asyncio.TimeoutError | RedisTimeoutError):
+        if isinstance(exc, StoreError):
+            detail = str(exc)
+        elif isinstance(exc, TimeoutError | asyncio.TimeoutError | RedisTimeoutError):
             detail = f"no answer within {self.op_timeout * 1000:.0f} ms"
         else:
             detail = redact(f"{type(exc).__name__}: {exc}", [self._secret])
@@ -281,7 +312,7 @@ class RedisStore:
                     await script(keys=h.keys, args=args, client=pipe)
                 return list(await pipe.execute())
 
-        results = await self._io("renew", pipelined)
+        results = await self._io("renew", pipelined, connection=True)
         for h, gone in zip(held, results, strict=True):
             for lease_id in gone:
                 self._drop(h.keys[0], lease_id)
@@ -432,7 +463,7 @@ class RedisStore:
     async def gate_release(self, lease: Lease) -> None:
         gate = self._key("gate", lease.key)
         self._drop(gate, lease.id)
-        await self._io("gate_release", lambda: self._redis.zrem(gate, lease.id))
+        await self._io("gate_release", lambda: self._redis.zrem(gate, lease.id), connection=True)
 
     async def gate_count(self, key: str) -> int:
         return int(await self._run("gate_count", [self._key("gate", key)], [self._now()]))
@@ -440,13 +471,17 @@ class RedisStore:
     # -- facts ----------------------------------------------------------------------------------
 
     async def fact_get(self, key: str) -> str | None:
-        value = await self._io("fact_get", lambda: self._redis.get(self._key("fact", key)))
+        value = await self._io(
+            "fact_get", lambda: self._redis.get(self._key("fact", key)), connection=True
+        )
         return None if value is None else str(value)
 
     async def fact_set(self, key: str, value: str, *, ttl_s: float) -> None:
         check_fact_ttl(ttl_s)
         name = self._key("fact", key)
-        await self._io("fact_set", lambda: self._redis.set(name, value, px=_ms(ttl_s)))
+        await self._io(
+            "fact_set", lambda: self._redis.set(name, value, px=_ms(ttl_s)), connection=True
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -469,10 +504,11 @@ class RedisStore:
                 pass
             self._renewer = None
         self._held.clear()
+        await self._batcher.aclose()
         await self._redis.aclose()
         await self._pool.disconnect()
 
     async def server_time(self) -> float:
         """The Redis server's clock, in seconds (the clock of ``Lease.started``)."""
-        seconds, micros = await self._io("time", lambda: self._redis.time())
+        seconds, micros = await self._io("time", lambda: self._redis.time(), connection=True)
         return float(seconds) + float(micros) / 1_000_000
