@@ -4,7 +4,9 @@ Optional extra: ``pip install 'dsollama[redis]'`` (redis-py's asyncio client). T
 imports without it; making a store without it raises a `ConfigError` that says so.
 
 Each operation is one Lua script (`lua.py`), so one round trip and atomic: ``admit``
-predicts and takes the lease with nothing in between, on the server's clock. Leases
+predicts and takes the lease with nothing in between, on the server's clock. Under a
+burst (more than a few operations in flight) operations share round trips in pipelines
+(`batching.py`); each script still runs on its own, atomically. Leases
 expire ``lease_ttl`` seconds after they were last renewed; a background task renews this
 process's leases (one pipelined round trip for all of them) every ``lease_ttl / 3``, so
 the slots of a process that dies — even by SIGKILL — are free again within ``lease_ttl``.
