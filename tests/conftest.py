@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+# A real redis-server for the tests marked `redis` (the state store's).
+from .redis_server import private_redis, redis_namespace, redis_server  # noqa: F401
+
 # Variables that would let a developer's own setup leak into a test.
 _ISOLATED_ENV = (
     "OLLAMA_HOST",

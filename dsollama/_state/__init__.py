@@ -12,6 +12,8 @@ instead of each counting only its own requests. Implementations:
   small timeout; when the shared store fails the router carries on with its own view
   (one WARNING), and rejoins when it is back.
 
+Make one with `open_store(state_url, breaker=...)`.
+
 Keys are opaque strings made by the router: ``load_key(route, model)`` for admission,
 a route name (or ``load_key``) for breakers, a route name for gates.
 
@@ -23,7 +25,10 @@ it with their own clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "Admission",
@@ -39,6 +44,7 @@ __all__ = [
     "StoreError",
     "StoreHealth",
     "load_key",
+    "open_store",
 ]
 
 
@@ -78,7 +84,13 @@ class Estimates:
 class ServerQueue:
     """What the server itself reports about its queue for one model (vLLM ``/metrics``,
     llama-server ``/slots``); requests it counts that no lease accounts for are queued
-    like ours."""
+    like ours.
+
+    The counts include ours, and a server counts prompt processing as running. So: the
+    server's ``running`` beyond our running leases plus our waiting leases that fit in the
+    free slots are requests halfway through their generation (``generation_s / 2`` left);
+    its ``waiting`` beyond our other waiting leases queue behind every lease.
+    """
 
     running: int
     waiting: int
@@ -158,13 +170,15 @@ BreakerOutcome = Literal["success", "failure", "open", "neutral", "release", "di
 """What a call that went through reports:
 
 - success: closes the breaker (failures and steps back to 0);
-- failure: counts, if ``epoch`` is the current one (a call let through before the breaker
-  last opened does not escalate it); opens at ``threshold``, or at once for a probe;
+- failure: counts; opens at ``threshold``, or at once for a probe;
 - open: opens at once (a dead daemon), unless already opened in this epoch;
 - neutral: no verdict on the route (slow, request-specific); frees a probe;
 - release: the call ended without a verdict (cancelled, lost a race); frees a probe;
-- disable: open for ``disable_s`` seconds whatever the state (401, 402).
+- disable: open for ``disable_s`` seconds (None: ``cooldown_max``) whatever the state and
+  the epoch (401, 402); never shortens an opening already longer; no cooldown step.
 
+Every outcome but disable counts only if ``epoch`` is the current one: a call let through
+before the breaker last opened neither escalates it nor closes it (nor frees the probe).
 Each opening ends the period: ``epoch`` += 1, and the cooldown grows at most one step
 per period (a failed probe is one step).
 """
@@ -237,7 +251,8 @@ class StateStore(Protocol):
         cold_s: float = 0.0,
         server: ServerQueue | None = None,
     ) -> float:
-        """Seconds until the first token of a new request (or of ``lease``, already in flight)."""
+        """Seconds until the first token of a new request (or of ``lease``, already in
+        flight: 0 once it has its first token; a lease no longer held counts as new)."""
         ...
 
     async def view(self, key: str, *, priors: Estimates) -> LoadView: ...
@@ -282,3 +297,53 @@ class StateStore(Protocol):
     def health(self) -> StoreHealth: ...
 
     async def aclose(self) -> None: ...
+
+
+def open_store(
+    url: str | None,
+    *,
+    breaker: BreakerConfig,
+    namespace: str = "dsollama",
+    lease_ttl: float = 15.0,
+    op_timeout: float = 0.05,
+    wait_limit: float = 1.0,
+    retry_every: float = 1.0,
+    clock: Callable[[], float] | None = None,
+) -> StateStore:
+    """The store a ``state_url`` setting names.
+
+    None or ``"memory"``: this process only (`MemoryStore`). ``redis://``, ``rediss://``
+    or ``unix://``: shared through Redis, with this process's own view as the fallback
+    (`SharedStore` over `RedisStore`). ``clock`` (tests) replaces the in-memory clock.
+    Anything else is a `ConfigError` that names the setting and the accepted forms.
+    """
+    import time
+
+    from .memory import MemoryStore
+
+    local_clock = clock or time.monotonic
+    if url is None or url.strip() == "memory":
+        return MemoryStore(breaker=breaker, clock=local_clock)
+    from .redis_store import SCHEMES, RedisStore, public_url
+
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme.lower() not in SCHEMES:
+        from .._exceptions import ConfigError
+
+        raise ConfigError(
+            f"state_url {public_url(url)!r} is not a store dsollama knows",
+            hint="set state_url to 'memory' (the default: this process only), "
+            "redis://[:password@]host:port/db, rediss://… (TLS) or unix:///path/to/redis.sock",
+        )
+    from .shared import SharedStore
+
+    shared = RedisStore(
+        url, namespace=namespace, breaker=breaker, lease_ttl=lease_ttl, op_timeout=op_timeout
+    )
+    return SharedStore(
+        shared,
+        MemoryStore(breaker=breaker, clock=local_clock),
+        op_timeout=op_timeout,
+        wait_limit=wait_limit,
+        retry_every=retry_every,
+    )
