@@ -11,8 +11,9 @@ import sys
 import pytest
 
 from dsollama._exceptions import ConfigError
-from dsollama._state import BreakerConfig, Estimates, open_store
+from dsollama._state import BreakerConfig, Estimates
 from dsollama._state.memory import MemoryStore
+from dsollama._state.open import open_store
 
 from .redis_server import FrozenClock
 

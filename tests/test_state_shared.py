@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from dsollama._state import BreakerConfig, Estimates, StateStore, open_store
+from dsollama._state import BreakerConfig, Estimates, StateStore
 from dsollama._state.memory import MemoryStore
+from dsollama._state.open import open_store
 from dsollama._state.redis_store import RedisStore
 from dsollama._state.shared import SharedStore
 

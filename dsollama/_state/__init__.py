@@ -12,7 +12,7 @@ instead of each counting only its own requests. Implementations:
   small timeout; when the shared store fails the router carries on with its own view
   (one WARNING), and rejoins when it is back.
 
-Make one with `open_store(state_url, breaker=...)`.
+Make one with `open.open_store(state_url, breaker=...)`.
 
 Keys are opaque strings made by the router: ``load_key(route, model)`` for admission,
 a route name (or ``load_key``) for breakers, a route name for gates.
@@ -25,10 +25,7 @@ it with their own clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from typing import Literal, Protocol
 
 __all__ = [
     "Admission",
@@ -44,7 +41,6 @@ __all__ = [
     "StoreError",
     "StoreHealth",
     "load_key",
-    "open_store",
 ]
 
 
@@ -297,53 +293,3 @@ class StateStore(Protocol):
     def health(self) -> StoreHealth: ...
 
     async def aclose(self) -> None: ...
-
-
-def open_store(
-    url: str | None,
-    *,
-    breaker: BreakerConfig,
-    namespace: str = "dsollama",
-    lease_ttl: float = 15.0,
-    op_timeout: float = 0.05,
-    wait_limit: float = 1.0,
-    retry_every: float = 1.0,
-    clock: Callable[[], float] | None = None,
-) -> StateStore:
-    """The store a ``state_url`` setting names.
-
-    None or ``"memory"``: this process only (`MemoryStore`). ``redis://``, ``rediss://``
-    or ``unix://``: shared through Redis, with this process's own view as the fallback
-    (`SharedStore` over `RedisStore`). ``clock`` (tests) replaces the in-memory clock.
-    Anything else is a `ConfigError` that names the setting and the accepted forms.
-    """
-    import time
-
-    from .memory import MemoryStore
-
-    local_clock = clock or time.monotonic
-    if url is None or url.strip() == "memory":
-        return MemoryStore(breaker=breaker, clock=local_clock)
-    from .redis_store import SCHEMES, RedisStore, public_url
-
-    scheme, sep, _ = url.partition("://")
-    if not sep or scheme.lower() not in SCHEMES:
-        from .._exceptions import ConfigError
-
-        raise ConfigError(
-            f"state_url {public_url(url)!r} is not a store dsollama knows",
-            hint="set state_url to 'memory' (the default: this process only), "
-            "redis://[:password@]host:port/db, rediss://… (TLS) or unix:///path/to/redis.sock",
-        )
-    from .shared import SharedStore
-
-    shared = RedisStore(
-        url, namespace=namespace, breaker=breaker, lease_ttl=lease_ttl, op_timeout=op_timeout
-    )
-    return SharedStore(
-        shared,
-        MemoryStore(breaker=breaker, clock=local_clock),
-        op_timeout=op_timeout,
-        wait_limit=wait_limit,
-        retry_every=retry_every,
-    )
