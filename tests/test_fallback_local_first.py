@@ -288,8 +288,8 @@ async def test_a_cold_model_is_tried_under_the_budget_and_warmed_for_the_next_ca
         # Unloaded again: now the load time is measured (~1 s > 0.5 s), so the call goes
         # hosted at once, without queueing behind the load.
         cold.unload("deepseek-r1:8b")
-        for load in client.router._loads.values():
-            load.last_answer_at = None  # as if idle past Ollama's keep-alive
+        for facts in client.router.state._facts.values():
+            facts.last_answer_at = None  # as if idle past Ollama's keep-alive
         third = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER)
         assert third.outcomes == [("local", "skipped"), ("hosted", "ok")]
         assert "not loaded" in (third.final.fallback_reason or "")

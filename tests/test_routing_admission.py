@@ -1,4 +1,5 @@
-"""Predicting a local request's first token from what is in flight."""
+"""Predicting a request's first token from what is in flight (the store's queue model),
+and the gate of a route that refuses work above its limit."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import asyncio
 
 import pytest
 
-from dsollama._routing.admission import HostedLoad, RouteLoad
+from dsollama._state import Estimates, Lease
+from dsollama._state.memory import MemoryStore
+
+pytestmark = pytest.mark.anyio
+
+KEY = "local:127.0.0.1:11434|deepseek-r1:8b"
+PRIORS = Estimates(prompt_s=5.0, generation_s=5.0, load_s=5.0)
 
 
 class FakeClock:
@@ -17,150 +24,165 @@ class FakeClock:
         return self.now
 
 
-def trained_load(
-    clock: FakeClock, *, slots: int = 1, prompt: float = 0.1, generation: float = 0.9
-) -> RouteLoad:
-    """A load whose estimates have been learned from one observed answer."""
-    load = RouteLoad(slots=slots, prompt_prior=5.0, generation_prior=5.0, clock=clock)
-    ticket = load.start()
-    clock.now += prompt
-    load.first_token(ticket)
-    clock.now += generation
-    load.finish(ticket, ok=True)
-    return load
+class Queue:
+    """One key of a MemoryStore, trained from one observed answer (0.1 s + 0.9 s)."""
+
+    def __init__(self, clock: FakeClock, *, slots: int = 1, priors: Estimates = PRIORS) -> None:
+        self.clock = clock
+        self.store = MemoryStore(clock=clock)
+        self.slots = slots
+        self.priors = priors
+
+    async def train(self, prompt: float = 0.1, generation: float = 0.9) -> None:
+        lease = await self.start()
+        self.clock.now += prompt
+        await self.store.first_token(lease)
+        self.clock.now += generation
+        await self.store.finish(lease, ok=True)
+
+    async def start(self) -> Lease:
+        admission = await self.store.admit(KEY, slots=self.slots, priors=self.priors)
+        assert admission.lease is not None
+        return admission.lease
+
+    async def predict(self, lease: Lease | None = None, cold_s: float = 0.0) -> float:
+        return await self.store.predict(
+            KEY, slots=self.slots, priors=self.priors, lease=lease, cold_s=cold_s
+        )
 
 
-def test_an_idle_model_answers_after_prompt_time() -> None:
+async def trained(clock: FakeClock, **kwargs: int) -> Queue:
+    queue = Queue(clock, **kwargs)
+    await queue.train()
+    return queue
+
+
+async def test_an_idle_model_answers_after_prompt_time() -> None:
+    queue = await trained(FakeClock())
+    assert await queue.predict() == pytest.approx(0.1)
+
+
+async def test_each_request_ahead_on_one_slot_adds_a_service_time() -> None:
     clock = FakeClock()
-    load = trained_load(clock)
-    assert load.predict_first_token() == pytest.approx(0.1)
-
-
-def test_each_request_ahead_on_one_slot_adds_a_service_time() -> None:
-    clock = FakeClock()
-    load = trained_load(clock)
-    running = load.start()
+    queue = await trained(clock)
+    running = await queue.start()
     clock.now += 0.1
-    load.first_token(running)  # holds the slot, 0.9 s of generation left
-    assert load.predict_first_token() == pytest.approx(0.9 + 0.1)
-    load.start()  # queued behind it: will take a full 1.0 s service
-    assert load.predict_first_token() == pytest.approx(0.9 + 1.0 + 0.1)
+    await queue.store.first_token(running)  # holds the slot, 0.9 s of generation left
+    assert await queue.predict() == pytest.approx(0.9 + 0.1)
+    await queue.start()  # queued behind it: will take a full 1.0 s service
+    assert await queue.predict() == pytest.approx(0.9 + 1.0 + 0.1)
     clock.now += 0.5  # time passes: the running one is closer to done
-    assert load.predict_first_token() == pytest.approx(0.4 + 1.0 + 0.1)
+    assert await queue.predict() == pytest.approx(0.4 + 1.0 + 0.1)
 
 
-def test_more_slots_mean_shorter_waits() -> None:
+async def test_more_slots_mean_shorter_waits() -> None:
     clock = FakeClock()
-    load = trained_load(clock, slots=2)
-    tickets = [load.start(), load.start()]
+    queue = await trained(clock, slots=2)
+    leases = [await queue.start(), await queue.start()]
     clock.now += 0.1
-    for ticket in tickets:
-        load.first_token(ticket)
+    for lease in leases:
+        await queue.store.first_token(lease)
     # Two slots busy for 0.9 s each; the third request waits for the first to free.
-    assert load.predict_first_token() == pytest.approx(0.9 + 0.1)
-    load.start()
-    assert load.predict_first_token() == pytest.approx(0.9 + 0.1)  # the other slot frees too
+    assert await queue.predict() == pytest.approx(0.9 + 0.1)
+    await queue.start()
+    assert await queue.predict() == pytest.approx(0.9 + 0.1)  # the other slot frees too
 
 
-def test_finished_requests_free_their_slot_and_teach_the_estimate() -> None:
+async def test_finished_requests_free_their_slot_and_teach_the_estimate() -> None:
     clock = FakeClock()
-    load = trained_load(clock)
-    ticket = load.start()
+    queue = await trained(clock)
+    lease = await queue.start()
     clock.now += 0.1
-    load.first_token(ticket)
+    await queue.store.first_token(lease)
     clock.now += 2.9  # this answer took longer
-    load.finish(ticket, ok=True)
-    assert load.in_flight == 0
-    assert load.snapshot().generation_s > 0.9
-    assert load.predict_first_token() == pytest.approx(load.snapshot().prompt_s)
+    await queue.store.finish(lease, ok=True)
+    view = await queue.store.view(KEY, priors=PRIORS)
+    assert view.in_flight == 0
+    assert view.estimates.generation_s > 0.9
+    assert await queue.predict() == pytest.approx(view.estimates.prompt_s)
 
 
-def test_priors_are_used_before_any_answer() -> None:
+async def test_priors_are_used_before_any_answer() -> None:
+    queue = Queue(FakeClock(), priors=Estimates(prompt_s=0.5, generation_s=1.5, load_s=5.0))
+    assert await queue.predict() == pytest.approx(0.5)
+    await queue.start()  # in prompt processing
+    assert await queue.predict() == pytest.approx(0.5 + 1.5 + 0.5)
+
+
+async def test_a_cold_models_measured_load_time_is_added() -> None:
+    queue = await trained(FakeClock())
+    # The router passes a cold model's load time only once one was measured.
+    assert await queue.predict(cold_s=2.5) == pytest.approx(0.1 + 2.5)
+    await queue.store.observe(KEY, load_s=2.5)
+    view = await queue.store.view(KEY, priors=PRIORS)
+    assert view.estimates.load_samples == 1
+    assert view.estimates.load_s == pytest.approx(2.5)
+
+
+async def test_a_waiting_request_knows_its_place_in_the_queue() -> None:
     clock = FakeClock()
-    load = RouteLoad(slots=1, prompt_prior=0.5, generation_prior=1.5, clock=clock)
-    assert load.predict_first_token() == pytest.approx(0.5)
-    load.start()  # in prompt processing
-    assert load.predict_first_token() == pytest.approx(0.5 + 1.5 + 0.5)
-
-
-def test_a_cold_model_adds_its_load_time_once_a_load_was_measured() -> None:
-    clock = FakeClock()
-    load = trained_load(clock)
-    load.cold = True
-    # A guessed load time (the prior) never keeps a call away.
-    assert load.predict_first_token() == pytest.approx(0.1)
-    load.warmed(2.5)  # a real load, as the daemon reported it
-    load.cold = True  # unloaded again later
-    assert load.predict_first_token() == pytest.approx(0.1 + 2.5)
-    ticket = load.start()
-    load.first_token(ticket)
-    assert load.cold is False
-
-
-def test_a_waiting_request_knows_its_place_in_the_queue() -> None:
-    clock = FakeClock()
-    load = trained_load(clock)  # 0.1 s to first token, 0.9 s of generation
-    running = load.start()
+    queue = await trained(clock)  # 0.1 s to first token, 0.9 s of generation
+    running = await queue.start()
     clock.now += 0.1
-    load.first_token(running)
-    first, second = load.start(), load.start()
-    assert load.predict_first_token(first) == pytest.approx(0.9 + 0.1)
-    assert load.predict_first_token(second) == pytest.approx(0.9 + 1.0 + 0.1)
+    await queue.store.first_token(running)
+    first, second = await queue.start(), await queue.start()
+    assert await queue.predict(first) == pytest.approx(0.9 + 0.1)
+    assert await queue.predict(second) == pytest.approx(0.9 + 1.0 + 0.1)
 
 
-def test_an_unbounded_hosted_route_never_queues() -> None:
+async def test_admission_refuses_past_the_limit_and_takes_no_place() -> None:
     clock = FakeClock()
-    hosted = HostedLoad(clock=clock)
-    for _ in range(50):
-        hosted.start()
-    assert hosted.predict_first_token() == pytest.approx(hosted.prompt.value)
-    assert not hosted.at_capacity()
+    queue = await trained(clock)
+    running = await queue.start()
+    clock.now += 0.1
+    await queue.store.first_token(running)
+    refused = await queue.store.admit(KEY, slots=1, priors=PRIORS, limit_s=0.5)
+    assert refused.lease is None
+    assert refused.predicted_s == pytest.approx(0.9 + 0.1)
+    assert (await queue.store.view(KEY, priors=PRIORS)).in_flight == 1
 
 
-def test_a_learned_limit_turns_the_hosted_route_into_a_queue() -> None:
-    clock = FakeClock()
-    hosted = HostedLoad(clock=clock)
-    tickets = [hosted.start() for _ in range(3)]
-    hosted.learn_limit(2)
-    assert hosted.limit == 2
-    assert hosted.predict_first_token(tickets[2]) > hosted.predict_first_token(tickets[0])
-
-
-@pytest.mark.anyio
 async def test_the_gate_admits_in_order_up_to_the_limit() -> None:
-    gate = HostedLoad(limit=2)
-    await gate.acquire()
-    await gate.acquire()
-    assert gate.at_capacity()
+    from dsollama._config import load_settings
+    from dsollama._routing.state import RoutingState
+
+    state = RoutingState(MemoryStore(), load_settings(), {})
+    await state.learn_limit("hosted:api.example", 2)
+    held = [await state.gate_acquire("hosted:api.example") for _ in range(2)]
+    assert await state.gate_count("hosted:api.example") == 2
     order: list[str] = []
 
-    async def wait(name: str) -> None:
-        await gate.acquire()
+    async def wait(name: str) -> Lease:
+        lease = await state.gate_acquire("hosted:api.example")
         order.append(name)
+        return lease
 
     third = asyncio.ensure_future(wait("third"))
     fourth = asyncio.ensure_future(wait("fourth"))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
     assert order == []
-    gate.release()
-    await third
+    await state.gate_release("hosted:api.example", held[0])
+    third_lease = await third
     assert order == ["third"]
-    assert gate.sent == 2  # the slot went to the waiter, nobody else could take it
-    gate.release()
+    assert await state.gate_count("hosted:api.example") == 2  # never above the limit
+    await state.gate_release("hosted:api.example", third_lease)
     await fourth
     assert order == ["third", "fourth"]
 
 
-@pytest.mark.anyio
 async def test_a_waiter_that_gives_up_leaves_its_place() -> None:
-    gate = HostedLoad(limit=1)
-    await gate.acquire()
-    waiting = asyncio.ensure_future(gate.acquire())
-    await asyncio.sleep(0)
+    from dsollama._config import load_settings
+    from dsollama._routing.state import RoutingState
+
+    state = RoutingState(MemoryStore(), load_settings(), {})
+    await state.learn_limit("hosted:api.example", 1)
+    held = await state.gate_acquire("hosted:api.example")
+    waiting = asyncio.ensure_future(state.gate_acquire("hosted:api.example"))
+    await asyncio.sleep(0.01)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    gate.release()
-    assert gate.sent == 0
-    await gate.acquire()  # free at once
-    assert gate.sent == 1
+    await state.gate_release("hosted:api.example", held)
+    assert await state.gate_count("hosted:api.example") == 0
+    await state.gate_acquire("hosted:api.example")  # free at once
+    assert await state.gate_count("hosted:api.example") == 1

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import random
 
-import pytest
-
-from dsollama._routing.backoff import Breaker, RetryBudget, backoff_delay
+from dsollama._routing.backoff import RetryBudget, backoff_delay
 
 
 class FakeClock:
@@ -49,55 +47,3 @@ def test_retry_budget_allows_a_floor_then_a_share_of_calls() -> None:
     clock.now += 11.0  # the window slides: old calls and retries are forgotten
     assert budget.retries_in_window == 0
     assert budget.try_spend()
-
-
-def test_breaker_opens_after_threshold_and_probes_once_half_open() -> None:
-    clock = FakeClock()
-    breaker = Breaker(threshold=3, cooldown=5.0, cooldown_max=60.0, clock=clock)
-    for _ in range(2):
-        breaker.record_failure("500")
-        assert breaker.allow()
-    breaker.record_failure("500")
-    assert not breaker.allow()
-    assert breaker.snapshot().state == "open"
-    clock.now += 5.0
-    assert breaker.snapshot().state == "half-open"
-    assert breaker.allow()  # the probe
-    assert not breaker.allow()  # only one probe at a time
-    breaker.record_success()
-    assert breaker.snapshot().state == "closed"
-    assert breaker.allow()
-
-
-def test_a_failed_probe_reopens_with_a_longer_cooldown() -> None:
-    clock = FakeClock()
-    breaker = Breaker(threshold=1, cooldown=5.0, cooldown_max=12.0, clock=clock)
-    breaker.record_failure("refused", open_now=True)
-    assert breaker.snapshot().retry_in == pytest.approx(5.0)
-    clock.now += 5.0
-    assert breaker.allow()
-    breaker.record_failure("refused")
-    assert breaker.snapshot().retry_in == pytest.approx(10.0)
-    clock.now += 10.0
-    assert breaker.allow()
-    breaker.record_failure("refused")
-    assert breaker.snapshot().retry_in == pytest.approx(12.0)  # capped
-
-
-def test_disable_keeps_the_route_off_for_the_given_time() -> None:
-    clock = FakeClock()
-    breaker = Breaker(threshold=3, cooldown=5.0, cooldown_max=60.0, clock=clock)
-    breaker.disable("hosted key refused (401)", 3600.0)
-    clock.now += 3599.0
-    assert not breaker.allow()
-    assert breaker.snapshot().reason == "hosted key refused (401)"
-
-
-def test_a_released_probe_lets_the_next_request_probe() -> None:
-    clock = FakeClock()
-    breaker = Breaker(threshold=1, cooldown=1.0, cooldown_max=1.0, clock=clock)
-    breaker.record_failure("x")
-    clock.now += 1.0
-    assert breaker.allow()
-    breaker.release_probe()
-    assert breaker.allow()

@@ -133,7 +133,7 @@ async def test_non_finite_numbers_are_a_400_naming_the_field(
 async def test_lone_surrogates_are_a_400_and_the_request_log_loses_nothing(
     stack: Stack, tmp_path: Path
 ) -> None:
-    log = CallLog(tmp_path / "logs.db")
+    log = CallLog(tmp_path / "logs.db", log_content=True)
     lone = b'{"model": "deepseek-r1:8b", "stream": false, "messages": [{"role": "user", "content": "hi \\ud800"}]}'
     with serving(stack, sinks=(log,)) as served, RawConnection(served.url) as conn:
         answer = post(conn, "/api/chat", lone)

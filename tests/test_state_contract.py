@@ -1,7 +1,7 @@
 """The `StateStore` contract, held against every store: in memory and on a real Redis.
 
 Both stores get the same frozen clock (`FrozenClock`), so the numbers are exact: the
-queue model of `dsollama._routing.admission.RouteLoad`, its learning, the breaker rules
+queue model (`dsollama._state.queue`), its learning, the breaker rules
 with epochs, gates and facts.
 """
 

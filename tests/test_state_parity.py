@@ -1,6 +1,5 @@
-"""One algorithm, three implementations: `RouteLoad` (the router's own queue model, which the
-stores port), `MemoryStore`, and the Redis store's Lua. Random sequences of operations,
-under one frozen clock, must get the same answers from each."""
+"""One algorithm, two implementations: `MemoryStore` and the Redis store's Lua. Random
+sequences of operations, under one frozen clock, must get the same answers from both."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsollama._routing.admission import RouteLoad
 from dsollama._state import BreakerConfig, Estimates, Lease, ServerQueue, StateStore
 from dsollama._state.memory import MemoryStore
 
@@ -39,74 +37,6 @@ def pick(items: list[Any], index: int) -> Any:
     """Counting from the newest: small indexes (which Hypothesis favours) hit the requests
     that queued behind the others."""
     return items[-1 - index % len(items)]
-
-
-# -- the stores against the router's RouteLoad -----------------------------------------
-
-route_ops = st.lists(
-    st.one_of(
-        st.tuples(st.just("advance"), seconds),
-        st.tuples(st.just("start")),
-        st.tuples(st.just("first_token"), small),
-        st.tuples(st.just("finish"), small, st.booleans(), st.none() | seconds),
-        st.tuples(st.just("predict"), st.none() | small),
-    ),
-    max_size=40,
-)
-
-
-@settings(max_examples=150, deadline=None)
-@given(ops=route_ops, slots=slots, priors=priors)
-def test_memory_store_predicts_exactly_what_route_load_predicts(
-    ops: list[tuple[Any, ...]], slots: int, priors: Estimates
-) -> None:
-    asyncio.run(_against_route_load(ops, slots, priors))
-
-
-async def _against_route_load(ops: list[tuple[Any, ...]], slots: int, priors: Estimates) -> None:
-    clock = FrozenClock()
-    load = RouteLoad(
-        slots=slots,
-        prompt_prior=priors.prompt_s,
-        generation_prior=priors.generation_s,
-        load_prior=priors.load_s,
-        clock=clock,
-    )
-    store = MemoryStore(clock=clock)
-    pairs: list[tuple[Any, Lease]] = []
-    for op, *args in ops:
-        if op == "advance":
-            clock.advance(args[0])
-        elif op == "start":
-            admission = await store.admit(KEY, slots=slots, priors=priors)
-            assert admission.predicted_s == pytest.approx(load.predict_first_token())
-            assert admission.lease is not None
-            pairs.append((load.start(), admission.lease))
-        elif pairs and op == "first_token":
-            ticket, lease = pick(pairs, args[0])
-            if ticket.first_token_at is None and ticket.id in load._in_flight:
-                load.first_token(ticket)
-                await store.first_token(lease)
-        elif pairs and op == "finish":
-            ticket, lease = pick(pairs, args[0])
-            if ticket.id in load._in_flight:  # RouteLoad would learn twice; a store, once
-                load.finish(ticket, ok=args[1], load_s=args[2])
-            await store.finish(lease, ok=args[1], load_s=args[2])
-        elif op == "predict":
-            ticket, lease = (None, None)
-            if pairs and args[0] is not None:
-                ticket, lease = pick(pairs, args[0])
-                if ticket.first_token_at is not None:  # RouteLoad has no answer for these
-                    ticket, lease = (None, None)
-            expected = load.predict_first_token(ticket)
-            got = await store.predict(KEY, slots=slots, priors=priors, lease=lease)
-            assert got == pytest.approx(expected, rel=1e-12, abs=1e-12)
-        view = await store.view(KEY, priors=priors)
-        snap = load.snapshot()
-        assert (view.in_flight, view.running) == (snap.in_flight, snap.running)
-        assert view.estimates.prompt_s == snap.prompt_s
-        assert view.estimates.generation_s == snap.generation_s
-        assert view.estimates.load_s == snap.load_s
 
 
 # -- the Redis store against the memory store ---------------------------------------------

@@ -1,10 +1,10 @@
-"""Backoff, the process-wide retry budget, and per-route breakers — pure, clock injected.
+"""Backoff and the retry budget — pure, clock injected.
 
 Borrowed semantics: full-jitter exponential backoff (AWS: least total work),
 ``Retry-After`` clamped to [backoff, backoff + cap] (never trust an unbounded server delay),
-a retry budget as a share of recent calls with a floor (Envoy/SRE: retries must not
-multiply an overload), and breakers with a growing cooldown and a half-open probe
-(Envoy's ejection time grows with each ejection).
+and a retry budget as a share of recent calls with a floor (Envoy/SRE: retries must not
+multiply an overload). Breakers live with the rest of the shared routing state
+(`dsollama._state.breakers`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-__all__ = ["Breaker", "BreakerState", "RetryBudget", "backoff_delay"]
+__all__ = ["RetryBudget", "backoff_delay"]
 
 Clock = Callable[[], float]
 
@@ -95,95 +94,3 @@ class RetryBudget:
         with self._lock:
             self._trim(self._clock())
             return len(self._retries)
-
-
-@dataclass(frozen=True)
-class BreakerState:
-    state: str
-    "closed, open or half-open."
-    failures: int
-    opened: int
-    "How many times the breaker has opened since it was last healthy."
-    retry_in: float
-    "Seconds until the next probe is allowed (0 when closed)."
-    reason: str | None
-
-
-class Breaker:
-    """A per-route circuit breaker with growing cooldown and a single half-open probe."""
-
-    def __init__(
-        self,
-        *,
-        threshold: int,
-        cooldown: float,
-        cooldown_max: float,
-        clock: Clock = time.monotonic,
-    ) -> None:
-        self.threshold = threshold
-        self.cooldown = cooldown
-        self.cooldown_max = cooldown_max
-        self._clock = clock
-        self._failures = 0
-        self._opened = 0
-        self._open_until = 0.0
-        self._probing = False
-        self._reason: str | None = None
-        self._lock = threading.Lock()
-
-    def allow(self) -> bool:
-        """May a request use the route now? In half-open state only one probe goes through."""
-        with self._lock:
-            if self._open_until == 0.0:
-                return True
-            if self._clock() < self._open_until:
-                return False
-            if self._probing:
-                return False
-            self._probing = True
-            return True
-
-    def record_success(self) -> None:
-        with self._lock:
-            self._failures = 0
-            self._opened = 0
-            self._open_until = 0.0
-            self._probing = False
-            self._reason = None
-
-    def record_failure(self, reason: str, *, open_now: bool = False) -> None:
-        with self._lock:
-            self._failures += 1
-            was_probe = self._probing
-            self._probing = False
-            if open_now or was_probe or self._failures >= self.threshold:
-                self._open(reason, self._next_cooldown())
-
-    def release_probe(self) -> None:
-        """The probe ended without a verdict (cancelled): let the next request probe."""
-        with self._lock:
-            self._probing = False
-
-    def disable(self, reason: str, seconds: float) -> None:
-        with self._lock:
-            self._probing = False
-            self._open(reason, seconds)
-
-    def _next_cooldown(self) -> float:
-        return min(self.cooldown * float(2**self._opened), self.cooldown_max)
-
-    def _open(self, reason: str, seconds: float) -> None:
-        self._opened += 1
-        self._open_until = self._clock() + seconds
-        self._reason = reason
-
-    def snapshot(self) -> BreakerState:
-        with self._lock:
-            now = self._clock()
-            if self._open_until == 0.0:
-                return BreakerState("closed", self._failures, self._opened, 0.0, None)
-            if now < self._open_until:
-                return BreakerState(
-                    "open", self._failures, self._opened, self._open_until - now, self._reason
-                )
-            return BreakerState("half-open", self._failures, self._opened, 0.0, self._reason)

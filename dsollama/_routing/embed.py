@@ -18,7 +18,7 @@ from .._exceptions import redact
 from .._types import EmbedResponse, ServedBy
 from .policy import Action, classify
 from .record import CallBook
-from .run import breaker_reason, retry_delay
+from .run import breaker_outcome, breaker_reason, retry_delay
 from .shapes import Controls, RouteChoice, RunContext
 
 __all__ = ["EmbedRun"]
@@ -58,17 +58,18 @@ class EmbedRun:
         try:
             choices = self._choices()
             last: BaseException | None = None
+            state = self.router.state
             for index, choice in enumerate(choices):
-                breaker = self.router.breaker(choice.route)
-                if not breaker.allow():
-                    reason = breaker_reason(breaker)
-                    self.book.record(
-                        choice, "skipped", detail=reason, started=self.clock(), wall=time.time()
-                    )
-                    self.book.note_reason(reason)
-                    continue
                 attempt = 1
                 while True:
+                    passes, breaker = await state.take_passes(choice)
+                    if passes is None:
+                        reason = breaker_reason(breaker)
+                        self.book.record(
+                            choice, "skipped", detail=reason, started=self.clock(), wall=time.time()
+                        )
+                        self.book.note_reason(reason)
+                        break
                     started, wall = self.clock(), time.time()
                     try:
                         data = await asyncio.wait_for(
@@ -80,11 +81,13 @@ class EmbedRun:
                     except Exception as exc:
                         last = exc
                         decision = classify(exc, kind=choice.kind)
-                        effect = decision.breaker.value
-                        if effect in ("failure", "open"):
-                            breaker.record_failure(decision.reason, open_now=effect == "open")
-                        else:
-                            breaker.release_probe()
+                        await state.report(
+                            choice,
+                            passes,
+                            breaker_outcome(decision),
+                            scope=decision.scope,
+                            reason=decision.reason,
+                        )
                         if decision.action is Action.RAISE:
                             self.book.record(
                                 choice, "failed", started=started, wall=wall, error=exc
@@ -115,7 +118,7 @@ class EmbedRun:
                         await asyncio.sleep(delay)
                         attempt += 1
                         continue
-                    breaker.record_success()
+                    await state.report(choice, passes, "success")
                     self.book.record(choice, "ok", started=started, wall=wall)
                     served = choice.served_by()
                     return EmbedResponse(

@@ -27,11 +27,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from .._backends import CallSpec
 from .._catalogue import Catalogue
 from .._config import Policy, Settings
 from .._routes import RouteConfig
+from .shapes import RouteChoice
 
-__all__ = ["Candidate", "effective_policy", "plan_candidates", "serves"]
+__all__ = ["Candidate", "capability_gap", "effective_policy", "plan_candidates", "serves"]
 
 
 @dataclass(frozen=True)
@@ -178,3 +180,15 @@ def plan_candidates(
                     seen.add(key)
                     ordered.append(candidate)
     return ordered, mode
+
+
+def capability_gap(choice: RouteChoice, spec: CallSpec) -> str | None:
+    """Why this route cannot serve this call at all (None: it can)."""
+    caps = choice.backend.capabilities
+    if spec.has_images() and not caps.images:
+        return f"images cannot go to the {choice.kind} route ({choice.route})"
+    if spec.tools and not caps.tools:
+        return f"the {choice.kind} route {choice.route} has no tool calling"
+    if spec.operation == "generate" and spec.suffix and not caps.fim:
+        return f"the {choice.kind} route {choice.route} has no fill-in-the-middle (suffix=)"
+    return None

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Literal
 
 from .._exceptions import (
     BackendError,
@@ -81,6 +82,8 @@ class Decision:
     "Server-requested wait before retrying, when the server gave one."
     loud: bool = False
     "Worth a WARNING log line (configuration problems)."
+    scope: Literal["route", "model"] = "model"
+    "Whose breaker the failure counts against: the route's (it cannot be reached, the key is refused) or the model's on it."
 
 
 def _is_context_overflow(error: BackendError) -> bool:
@@ -104,12 +107,14 @@ def _is_hosted_model_name_error(error: BackendError) -> bool:
 def classify(error: BaseException, *, kind: str) -> Decision:
     """Decide what an error on a route of ``kind`` ('local' or 'hosted') means."""
     if isinstance(error, DaemonUnreachableError):
-        return Decision(Action.NEXT, BreakerEffect.OPEN, "local daemon unreachable")
+        return Decision(Action.NEXT, BreakerEffect.OPEN, "local daemon unreachable", scope="route")
     if isinstance(error, BackendTimeoutError):
         if error.phase == "first_token":
             return Decision(Action.NEXT, BreakerEffect.NEUTRAL, f"{kind} too slow to first token")
         if error.phase == "connect":
-            return Decision(Action.NEXT, BreakerEffect.FAILURE, f"{kind} connect timeout")
+            return Decision(
+                Action.NEXT, BreakerEffect.FAILURE, f"{kind} connect timeout", scope="route"
+            )
         return Decision(
             Action.RETRY, BreakerEffect.FAILURE, f"{kind} stalled ({error.phase} deadline)"
         )
@@ -120,14 +125,24 @@ def classify(error: BaseException, *, kind: str) -> Decision:
         )
     if isinstance(error, HostedAuthError):
         return Decision(
-            Action.NEXT, BreakerEffect.DISABLE_SESSION, "hosted key refused (401)", loud=True
+            Action.NEXT,
+            BreakerEffect.DISABLE_SESSION,
+            "hosted key refused (401)",
+            loud=True,
+            scope="route",
         )
     if isinstance(error, HostedBalanceError):
         return Decision(
-            Action.NEXT, BreakerEffect.DISABLE_LONG, "hosted account out of credit (402)", loud=True
+            Action.NEXT,
+            BreakerEffect.DISABLE_LONG,
+            "hosted account out of credit (402)",
+            loud=True,
+            scope="route",
         )
     if isinstance(error, RedirectRefusedError):
-        return Decision(Action.NEXT, BreakerEffect.OPEN, f"{kind} endpoint redirected", loud=True)
+        return Decision(
+            Action.NEXT, BreakerEffect.OPEN, f"{kind} endpoint redirected", loud=True, scope="route"
+        )
     if isinstance(error, ModelNotFoundError):
         return Decision(Action.NEXT, BreakerEffect.NEUTRAL, f"model not pulled on {kind} route")
     if isinstance(error, UnsupportedRequestError):

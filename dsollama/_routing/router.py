@@ -32,16 +32,18 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from .._backends import Backend, CallSpec, EmbedSpec
-from .._catalogue import Catalogue, normalise_model_name
+from .._catalogue import Catalogue
 from .._config import Settings
 from .._exceptions import DaemonUnreachableError, MissingAPIKeyError, ModelNotFoundError
+from .._state import Admission, BreakerConfig, BreakerState, StateStore
+from .._state.memory import MemoryStore
 from .._types import EmbedResponse
-from .admission import HostedLoad, RouteLoad
-from .backoff import Breaker, BreakerState, RetryBudget
+from .backoff import RetryBudget
 from .embed import EmbedRun
 from .plan import Candidate, plan_candidates
 from .run import CallRun
 from .shapes import CallSink, Controls, RouteChoice, RoutedDelta, Skip
+from .state import ModelFacts, RoutingState
 
 __all__ = ["Router", "shared_budget"]
 
@@ -62,6 +64,7 @@ class Router:
         backends: Sequence[Backend],
         sinks: Sequence[CallSink] = (),
         budget: RetryBudget | None = None,
+        store: StateStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -73,9 +76,20 @@ class Router:
             ratio=settings.retry_budget_ratio, floor=settings.retry_budget_floor
         )
         self.clock = clock
-        self._breakers: dict[str, Breaker] = {}
-        self._loads: dict[tuple[str, str], RouteLoad] = {}
-        self._hosted_loads: dict[str, HostedLoad] = {}
+        self.state = RoutingState(
+            store
+            or MemoryStore(
+                breaker=BreakerConfig(
+                    threshold=settings.breaker_threshold,
+                    cooldown=settings.breaker_cooldown,
+                    cooldown_max=settings.breaker_cooldown_max,
+                ),
+                clock=clock,
+            ),
+            settings,
+            self._by_name,
+            clock=clock,
+        )
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -84,66 +98,12 @@ class Router:
 
     # -- shared state ---------------------------------------------------------------------
 
-    def breaker(self, route: str) -> Breaker:
-        breaker = self._breakers.get(route)
-        if breaker is None:
-            s = self.settings
-            breaker = Breaker(
-                threshold=s.breaker_threshold,
-                cooldown=s.breaker_cooldown,
-                cooldown_max=s.breaker_cooldown_max,
-                clock=self.clock,
-            )
-            self._breakers[route] = breaker
-        return breaker
-
-    def load(self, route: str, model: str) -> RouteLoad:
-        key = (route, normalise_model_name(model))
-        load = self._loads.get(key)
-        if load is None:
-            budget = self.settings.first_token_timeout
-            backend = self._by_name.get(route)
-            slots = (backend.config.capacity if backend is not None else None) or 1
-            load = RouteLoad(
-                slots=slots,
-                prompt_prior=min(0.5, budget / 4),
-                generation_prior=budget / 2,
-                clock=self.clock,
-            )
-            self._loads[key] = load
-        return load
-
-    def gate_for(self, choice: RouteChoice) -> HostedLoad | None:
-        """The client-side gate of a route that refuses work above its limit (a 429)."""
-        if choice.backend.config.over_capacity != "refuses":
-            return None
-        return self.hosted_load(choice.route)
-
-    def load_for(self, choice: RouteChoice) -> RouteLoad:
-        """The queue model of the route a choice goes to."""
-        gate = self.gate_for(choice)
-        if gate is not None:
-            return gate
-        return self.load(choice.route, choice.model)
-
-    def hosted_load(self, route: str) -> HostedLoad:
-        load = self._hosted_loads.get(route)
-        if load is None:
-            backend = self._by_name.get(route)
-            limit = backend.config.capacity if backend is not None else None
-            load = self._hosted_loads[route] = HostedLoad(limit=limit)
-        return load
+    async def breaker_state(self, route: str) -> BreakerState:
+        return await self.state.breaker_state(route)
 
     def status(self) -> dict[str, Any]:
-        """Breakers and loads, for `dsollama status`, /readyz and debugging."""
-        return {
-            "breakers": {route: vars(b.snapshot()) for route, b in self._breakers.items()},
-            "local": {f"{r} {m}": vars(load.snapshot()) for (r, m), load in self._loads.items()},
-            "hosted": {
-                route: {**vars(h.snapshot()), "limit": h.limit, "sent": h.sent}
-                for route, h in self._hosted_loads.items()
-            },
-        }
+        """Breakers, loads and the store, as this process knows them (no I/O)."""
+        return self.state.status()
 
     # -- planning -------------------------------------------------------------------------
 
@@ -159,7 +119,7 @@ class Router:
             else:
                 catalogue_price = self.catalogue.price(candidate.model)
                 price = catalogue_price.output if catalogue_price is not None else 0.0
-        return (self.load_for(choice).predict_first_token(), price)
+        return (self.state.cached_prediction(choice), price)
 
     def plan(self, spec: CallSpec, controls: Controls) -> list[RouteChoice]:
         """Ordered (route, model) choices for a call. Privacy first (see `plan.py`)."""
@@ -190,104 +150,121 @@ class Router:
             raise error
         return [RouteChoice(self._by_name[c.route.name], c.model, c.thinking) for c in candidates]
 
-    async def breaker_state(self, route: str) -> BreakerState:
-        return self.breaker(route).snapshot()
-
     def viable(self, choice: RouteChoice) -> bool:
-        """Could this route take a request now (without using up a half-open probe)?"""
-        return self.breaker(choice.route).snapshot().state != "open"
+        """Could this route take a request now (as far as this process knows, no I/O)?"""
+        return self.state.viable(choice)
 
-    async def skip_reason(
+    async def admit(
         self, choice: RouteChoice, spec: CallSpec, controls: Controls, *, has_alternative: bool
-    ) -> Skip | None:
-        """Why not to try this route now for this call (None = try it).
+    ) -> Skip | Admission:
+        """Take a place on the route for this call, or say why not to try it now.
 
-        Raises `DaemonUnreachableError` when a pre-flight question found nothing listening:
-        that is the attempt's answer, and the call moves on without another connect.
+        With somewhere else to go, a request is admitted only when its first token is
+        predicted within the budget (check-and-take, atomic in the store, so processes
+        sharing a route cannot over-admit together). Raises `DaemonUnreachableError` when
+        a pre-flight question found nothing listening: that is the attempt's answer, and
+        the call moves on without another connect.
         """
-        gap = _capability_gap(choice, spec)
-        if gap is not None:
-            return Skip(gap)
-        gate = self.gate_for(choice)
-        if gate is not None:
-            if has_alternative and gate.at_capacity():
-                predicted = gate.predict_first_token()
-                if predicted > controls.first_token_timeout:
-                    return Skip(
-                        f"{choice.kind} at its concurrency limit ({gate.sent} sent, limit {gate.limit}): "
-                        f"first token predicted in {predicted:.1f}s > {controls.first_token_timeout:.1f}s",
-                        deferrable=True,
-                    )
-            return None
-        if not has_alternative:
-            return None
-        load = self.load(choice.route, choice.model)
-        await self._check_warm(choice, load)
-        if load.missing:
-            return Skip(
-                f"model not pulled on the local daemon (run `dsollama pull {choice.model}`)"
-            )
-        predicted = load.predict_first_token()
-        limit = controls.first_token_timeout
-        if controls.admission == "latency":
-            # Queueing for a route at its concurrency limit is in the prediction.
-            for other in self.backends:
-                if other is not choice.backend and other.config.over_capacity == "refuses":
-                    limit = min(limit, self.hosted_load(other.route).predict_first_token())
-        if predicted > limit:
-            snap = load.snapshot()
-            if load.cold and snap.in_flight == 0:
+        state = self.state
+        limit: float | None = None
+        if has_alternative:
+            limit = controls.first_token_timeout
+            if controls.admission == "latency":
+                # Going elsewhere is worth it only when the first token comes sooner there.
+                for other in self.backends:
+                    if other is not choice.backend:
+                        other_choice = RouteChoice(other, choice.model, None)
+                        limit = min(limit, state.cached_prediction(other_choice))
+        cold_s = 0.0
+        server = None
+        if not state.refuses(choice):
+            facts = state.facts(choice)
+            if has_alternative:
+                await self._check_warm(choice, facts)
+            if facts.missing:
                 return Skip(
-                    f"local model not loaded: a cold load (~{snap.load_s:.1f}s) puts the first "
-                    f"token at {predicted:.1f}s > {limit:.1f}s",
-                    deferrable=True,
+                    f"model not pulled on the {choice.kind} route (run `dsollama pull {choice.model}`)"
                 )
+            if facts.cold:
+                view = await state.view(choice)
+                if view.estimates.load_samples:
+                    cold_s = view.estimates.load_s  # measured, never a guess
+            server = await choice.backend.server_queue(choice.model)
+            if server is not None:
+                state.learn_capacity(choice.route, server)
+            tokens = _estimate_prompt_tokens(spec) if has_alternative else 0
+            if tokens > _SMALL_PROMPT_TOKENS:
+                window = await _context_window(choice, spec)
+                if window is not None and tokens > window:
+                    return Skip(f"prompt ~{tokens} tokens > {choice.kind} context {window}")
+        else:
+            # A route that refuses above its limit is only predicted late once it is at
+            # that limit; below it (or with no limit known) a request goes straight in.
+            await state.refresh_limit(choice.route)
+            gate_limit = state.gate_limit(choice.route)
+            if gate_limit is None or await state.gate_count(choice.route) < gate_limit:
+                limit = None
+        admission = await state.admit(choice, limit_s=limit, cold_s=cold_s, server=server)
+        if admission.lease is not None:
+            return admission
+        assert limit is not None
+        predicted = admission.predicted_s
+        if state.refuses(choice):
             return Skip(
-                f"{choice.kind} busy: {snap.in_flight} in flight on {snap.slots} slot(s), "
+                f"{choice.kind} at its concurrency limit (limit {state.gate_limit(choice.route)}): "
                 f"first token predicted in {predicted:.1f}s > {limit:.1f}s",
                 deferrable=True,
             )
-        tokens = _estimate_prompt_tokens(spec)
-        if tokens > _SMALL_PROMPT_TOKENS:
-            window = await _context_window(choice, spec)
-            if window is not None and tokens > window:
-                return Skip(f"prompt ~{tokens} tokens > {choice.kind} context {window}")
-        return None
+        if cold_s and admission.in_flight == 0:
+            return Skip(
+                f"local model not loaded: a cold load (~{cold_s:.1f}s) puts the first "
+                f"token at {predicted:.1f}s > {limit:.1f}s",
+                deferrable=True,
+            )
+        queued = f"{admission.in_flight} in flight on {state.slots(choice)} slot(s)"
+        if server is not None:
+            queued += f" (the server reports {server.running} running, {server.waiting} waiting)"
+        return Skip(
+            f"{choice.kind} busy: {queued}, first token predicted in {predicted:.1f}s > {limit:.1f}s",
+            deferrable=True,
+        )
 
-    async def _check_warm(self, choice: RouteChoice, load: RouteLoad) -> None:
+    async def _check_warm(self, choice: RouteChoice, facts: ModelFacts) -> None:
         """Ask the server whether an idle model is still loaded (a cold load can take minutes).
 
         Only when nothing of ours is in flight and the model has not answered recently:
         a model that answered within Ollama's default keep-alive is still loaded.
         """
-        if load.in_flight:
+        if facts.in_flight:
             return
-        idle = load.idle_for()
+        idle = facts.idle_for(self.clock())
         if idle is not None and idle < _KEEP_ALIVE_GUESS_S:
             return
-        state = await choice.backend.model_state(choice.model)  # DaemonUnreachableError ends it
-        if state is None:
+        model_state = await choice.backend.model_state(choice.model)  # unreachable: raises
+        if model_state is None:
             return  # the server cannot say; the call itself will find out
-        load.cold = state != "loaded"
-        load.missing = state == "missing"
-        if not load.cold or load.missing:
+        facts.cold = model_state != "loaded"
+        facts.missing = model_state == "missing"
+        if not facts.cold or facts.missing or facts.warming:
             return
-        if not load.warming:
-            # If this call goes elsewhere because the model is cold, load it now, so the
-            # next calls can stay local (loading sends no content anywhere).
-            load.warming = True
-            backend = choice.backend
+        # Whether or not this call waits for it, load the model now so the next calls can
+        # stay local (loading sends no content anywhere), and measure how long it takes.
+        facts.warming = True
+        backend, state, clock = choice.backend, self.state, self.clock
 
-            async def warm_up() -> None:
-                seconds: float | None = None
-                try:
-                    seconds = await backend.warm(choice.model)
-                finally:
-                    load.warmed(seconds)
+        async def warm_up() -> None:
+            try:
+                seconds = await backend.warm(choice.model)
+                if seconds is not None:
+                    await state.observe_load(choice, seconds)
+                    facts.cold = False
+                    facts.last_answer_at = clock()
+            finally:
+                facts.warming = False
 
-            task = asyncio.get_running_loop().create_task(warm_up())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        task = asyncio.get_running_loop().create_task(warm_up())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- running --------------------------------------------------------------------------
 
@@ -300,28 +277,17 @@ class Router:
     def forget_loop(self) -> None:
         """The event loop changed: what belonged to the old one is gone with it."""
         self._background.clear()
-        for gate in self._hosted_loads.values():
-            gate.forget_waiters()
+        self.state.forget_loop()
 
     async def close_connections(self) -> None:
         for task in list(self._background):
             task.cancel()
         for backend in self.backends:
             await backend.aclose()
+        await self.state.store.aclose()
 
     async def aclose(self) -> None:
         await self.close_connections()
-
-
-def _capability_gap(choice: RouteChoice, spec: CallSpec) -> str | None:
-    caps = choice.backend.capabilities
-    if spec.has_images() and not caps.images:
-        return f"images cannot go to the {choice.kind} route ({choice.route})"
-    if spec.tools and not caps.tools:
-        return f"the {choice.kind} route {choice.route} has no tool calling"
-    if spec.operation == "generate" and spec.suffix and not caps.fim:
-        return f"the {choice.kind} route {choice.route} has no fill-in-the-middle (suffix=)"
-    return None
 
 
 def _estimate_prompt_tokens(spec: CallSpec) -> int:

@@ -22,9 +22,11 @@ from .._exceptions import (
     redact,
 )
 from .._routes import route_cost
+from .._state import Admission, BreakerOutcome, BreakerState
 from .._types import HostedUsage, Seam
-from .backoff import Breaker, RetryBudget, backoff_delay
+from .backoff import RetryBudget, backoff_delay
 from .deadline import Watchdog
+from .plan import capability_gap
 from .policy import Action, BreakerEffect, Decision, classify
 from .record import CallBook
 from .shapes import (
@@ -38,8 +40,9 @@ from .shapes import (
     Skip,
     merge_deltas,
 )
+from .state import Passes, Scope
 
-__all__ = ["CallRun", "breaker_reason", "retry_delay"]
+__all__ = ["CallRun", "breaker_outcome", "breaker_reason", "retry_delay"]
 
 log = logging.getLogger("dsollama")
 
@@ -83,11 +86,28 @@ def retry_delay(
     return delay
 
 
-def breaker_reason(breaker: Breaker) -> str:
-    snap = breaker.snapshot()
-    if snap.state == "half-open":
-        return f"another call is probing the route ({snap.reason})"
-    return f"breaker open for {snap.retry_in:.0f}s ({snap.reason})"
+def breaker_reason(state: BreakerState) -> str:
+    if state.state == "half-open":
+        return f"another call is probing the route ({state.reason})"
+    return f"breaker open for {state.retry_in:.0f}s ({state.reason})"
+
+
+_OUTCOMES: dict[BreakerEffect, BreakerOutcome] = {
+    BreakerEffect.FAILURE: "failure",
+    BreakerEffect.OPEN: "open",
+    BreakerEffect.DISABLE_SESSION: "disable",
+    BreakerEffect.DISABLE_LONG: "disable",
+    BreakerEffect.NEUTRAL: "neutral",
+}
+_DISABLE_FOR: dict[BreakerEffect, float] = {
+    BreakerEffect.DISABLE_SESSION: _DISABLE_SESSION_S,
+    BreakerEffect.DISABLE_LONG: _DISABLE_LONG_S,
+}
+
+
+def breaker_outcome(decision: Decision) -> BreakerOutcome:
+    """What a classified failure tells the breaker it counts against."""
+    return _OUTCOMES[decision.breaker]
 
 
 class CallRun:
@@ -151,7 +171,7 @@ class CallRun:
                 if self.spec.stream:
                     yield RoutedDelta(delta, racer.choice.served_by())
                 item = await self._next_item(racer)
-            self._succeed(racer, final)
+            await self._succeed(racer, final)
             summary = self.book.summary(self.winner, self.routes)
             out = merge_deltas(answer) if not self.spec.stream else final
             delivered = True
@@ -205,60 +225,89 @@ class CallRun:
         )
 
     async def _start_next(self) -> bool:
+        state = self.router.state
         while self.next_index < len(self.routes):
             choice = self.routes[self.next_index]
             self.next_index += 1
-            breaker = self.router.breaker(choice.route)
-            # The breaker first: an open one means not even a cheap probe goes to the route.
-            skip = Skip(breaker_reason(breaker)) if breaker.snapshot().state == "open" else None
-            if skip is None:
-                try:
-                    skip = await self.router.skip_reason(
-                        choice, self.spec, self.controls, has_alternative=self._alternative_after()
-                    )
-                except DaemonUnreachableError as error:
-                    # A pre-flight question found nothing listening: that is this route's
-                    # answer for the call; no second connect to learn it again.
-                    self._preflight_failed(choice, error)
-                    continue
-            if skip is None and not breaker.allow():
-                skip = Skip(breaker_reason(breaker))
-            if skip is not None:
-                self.book.record(
-                    choice, "skipped", detail=skip.reason, started=self.clock(), wall=time.time()
-                )
-                self.book.note_reason(skip.reason)
-                if skip.deferrable:
-                    self.deferred.append(choice)
+            gap = capability_gap(choice, self.spec)
+            if gap is not None:
+                self._skip(choice, Skip(gap))
                 continue
-            self._start(choice, attempt_no=1)
+            # The breakers first: an open one means not even a cheap probe goes there.
+            passes, breaker = await state.take_passes(choice)
+            if passes is None:
+                self._skip(choice, Skip(breaker_reason(breaker)))
+                continue
+            try:
+                verdict = await self.router.admit(
+                    choice, self.spec, self.controls, has_alternative=self._alternative_after()
+                )
+            except DaemonUnreachableError as error:
+                # A pre-flight question found nothing listening: that is this route's
+                # answer for the call; no second connect to learn it again.
+                await self._preflight_failed(choice, passes, error)
+                continue
+            if isinstance(verdict, Skip):
+                await state.report(choice, passes, "release")
+                self._skip(choice, verdict)
+                continue
+            await self._start(choice, attempt_no=1, admission=verdict, passes=passes)
             return True
-        if self.deferred and self.remaining() > 0:
-            # Every other route has failed: a busy or cold local model is slow, not broken,
-            # and slow beats no answer. No budget now: it may use the whole deadline.
+        while self.deferred and self.remaining() > 0:
+            # Every other route has failed: a busy or cold model is slow, not broken, and
+            # slow beats no answer. No budget now: it may use the whole deadline.
             # The one predicted to give a first token soonest.
-            choice = min(self.deferred, key=lambda c: self.router.load_for(c).predict_first_token())
+            choice = min(self.deferred, key=state.cached_prediction)
             self.deferred.remove(choice)
-            racer = self._start(choice, attempt_no=1)
+            racer = await self._start(choice, attempt_no=1)
+            if racer is None:
+                continue
             racer.budget_spent = True
             return True
         return False
 
-    def _preflight_failed(self, choice: RouteChoice, error: DaemonUnreachableError) -> None:
+    def _skip(self, choice: RouteChoice, skip: Skip) -> None:
+        self.book.record(
+            choice, "skipped", detail=skip.reason, started=self.clock(), wall=time.time()
+        )
+        self.book.note_reason(skip.reason)
+        if skip.deferrable:
+            self.deferred.append(choice)
+
+    async def _preflight_failed(
+        self, choice: RouteChoice, passes: Passes, error: DaemonUnreachableError
+    ) -> None:
         self.last_error = error
         decision = classify(error, kind=choice.kind)
-        self.router.breaker(choice.route).record_failure(decision.reason, open_now=True)
+        await self.router.state.report(
+            choice, passes, "open", scope=decision.scope, reason=decision.reason
+        )
         now = self.clock()
         self.book.record(choice, "fallback", started=now, wall=time.time(), error=error)
         self.book.note_reason(decision.reason)
 
-    def _start(
-        self, choice: RouteChoice, *, attempt_no: int, continuation: tuple[str, str] | None = None
-    ) -> Racer:
+    async def _start(
+        self,
+        choice: RouteChoice,
+        *,
+        attempt_no: int,
+        continuation: tuple[str, str] | None = None,
+        admission: Admission | None = None,
+        passes: Passes | None = None,
+    ) -> Racer | None:
+        """Start an attempt; None when the route's breaker does not let it through now."""
+        state = self.router.state
+        if passes is None:
+            passes, breaker = await state.take_passes(choice)
+            if passes is None:
+                self._skip(choice, Skip(breaker_reason(breaker)))
+                return None
+        if admission is None:
+            admission = await state.admit(choice, limit_s=None)
         racer = Racer(choice, attempt_no, self.clock(), time.time(), continuation=continuation)
-        racer.load = self.router.load_for(choice)
-        racer.ticket = racer.load.start()
-        racer.predicted = racer.load.predict_first_token(racer.ticket)
+        racer.lease = admission.lease
+        racer.passes = passes
+        racer.predicted = admission.predicted_s
         racer.task = asyncio.get_running_loop().create_task(self._read(racer))
         self.racers.append(racer)
         return racer
@@ -300,14 +349,13 @@ class CallRun:
             racer.budget_spent = True
             if not await self._start_next():
                 return
-        elif self._staying_is_faster(racer):
+        elif await self._staying_is_faster(racer):
             racer.budget_spent = True  # knowingly queued, and nothing else would be sooner
         else:
             self.book.note_reason(reason)
             await self._stop(racer, "fallback", error=error)
-            self._apply_breaker(racer, classify(error, kind=racer.choice.kind))
 
-    def _staying_is_faster(self, racer: Racer) -> bool:
+    async def _staying_is_faster(self, racer: Racer) -> bool:
         """At the budget: keep waiting on a route we knowingly queued for?
 
         Only when the wait was predicted when the racer started (it queued behind known
@@ -316,19 +364,20 @@ class CallRun:
         something the prediction cannot see is in the way, so it moves on.
         """
         budget = self.controls.first_token_timeout
-        if racer.predicted is None or racer.predicted <= budget or racer.load is None:
+        if racer.predicted is None or racer.predicted <= budget or racer.lease is None:
             return False
         alternatives = [c for c in self.routes[self.next_index :] if self.router.viable(c)]
         alternatives += self.deferred
         if not alternatives:
             return True
-        best = min(self.router.load_for(c).predict_first_token() for c in alternatives)
-        return racer.load.predict_first_token(racer.ticket) <= best
+        state = self.router.state
+        best = min(state.cached_prediction(c) for c in alternatives)
+        return await state.predict(racer.choice, racer.lease) <= best
 
     async def _handle_failure(self, racer: Racer, error: BaseException) -> None:
         """A racer failed before its first token: retry it, move on, or raise."""
         self.racers.remove(racer)
-        decision = self._fail(racer, error)
+        decision = await self._fail(racer, error, note=False)
         if decision.action is Action.RAISE:
             self.book.record_racer(racer, "failed", error=error)
             if isinstance(error, BackendError):
@@ -337,13 +386,15 @@ class CallRun:
         gated = getattr(error, "concurrency_limit", None) is not None
         delay = self._retry_delay(racer, decision, gated=gated)
         self.book.record_racer(racer, "retry" if delay is not None else "fallback", error=error)
+        self.book.note_reason(decision.reason)
         if decision.loud:
             log.warning(
                 "dsollama: %s on %s: %s", decision.reason, racer.choice.route, redact(str(error))
             )
         if delay is not None:
             await asyncio.sleep(delay)
-            self._start(
+            # A retry asks the breakers again: one opened meanwhile keeps it away.
+            await self._start(
                 racer.choice, attempt_no=racer.attempt_no + 1, continuation=racer.continuation
             )
 
@@ -400,7 +451,7 @@ class CallRun:
             return found, item, False
         self.racers.remove(racer)
         broken = racer.choice
-        decision = self._fail(racer, error)
+        decision = await self._fail(racer, error)
         mode = self.controls.on_broken_stream
         self.recovered.add(broken.route)  # never recover onto the route that just broke
         if decision.action is Action.RAISE or mode == "raise":
@@ -419,9 +470,11 @@ class CallRun:
             self.recovered.add(target.route)
             at_char = len(self.book.delivered_content)
             partial = (self.book.delivered_content, self.book.delivered_thinking)
-            started = self._start(
+            started = await self._start(
                 target, attempt_no=1, continuation=partial if mode == "continue" else None
             )
+            if started is None:
+                continue
             started.budget_spent = True  # nowhere better to go: wait up to the total deadline
             taker, first = await self._first_item(max(self.remaining(), 0.0))
             if taker is None or first is None:
@@ -429,7 +482,7 @@ class CallRun:
                 break
             if isinstance(first, Failure):
                 self.racers.remove(taker)
-                self._fail(taker, first.error)
+                await self._fail(taker, first.error)
                 self.book.record_racer(taker, "failed", error=first.error)
                 continue
             self.book.seams.append(
@@ -447,14 +500,15 @@ class CallRun:
             self.book.record_racer(racer, "failed", error=error)
         raise self._interrupted(self.last_error or error, decision.reason, mode)
 
-    def _fail(self, racer: Racer, error: BaseException) -> Decision:
+    async def _fail(self, racer: Racer, error: BaseException, *, note: bool = True) -> Decision:
         """What a failed racer teaches: its breaker, its route's load, the call's reason."""
         self.last_error = error
         decision = classify(error, kind=racer.choice.kind)
-        self._learn(racer, error)
-        self._apply_breaker(racer, decision)
-        self._finish_load(racer, ok=False)
-        self.book.note_reason(decision.reason)
+        await self._learn(racer, error)
+        await self._apply_breaker(racer, decision)
+        await self._finish_lease(racer, ok=False)
+        if note:
+            self.book.note_reason(decision.reason)
         return decision
 
     def _interrupted(self, error: BaseException, reason: str, mode: str) -> StreamInterruptedError:
@@ -507,13 +561,13 @@ class CallRun:
         got_first = False
         saw_done = False
         stream: AsyncIterator[Delta] | None = None
-        gate = self.router.gate_for(choice)
-        holding = False
+        state = self.router.state
+        gate_lease = None
         try:
             watchdog.arm(self.remaining(), "total")
-            if gate is not None:
-                await gate.acquire()  # at a known concurrency limit: wait here, not for a 429
-                holding = True
+            if state.refuses(choice):
+                # At a known concurrency limit: wait here for a slot, not for a 429.
+                gate_lease = await state.gate_acquire(choice.route)
             stream = self._open(racer)
             async for delta in stream:
                 if saw_done:
@@ -523,9 +577,11 @@ class CallRun:
                         continue  # an empty chunk is not a first token
                     got_first = True
                     racer.first_token_at = self.clock()
-                    if racer.load is not None and racer.ticket is not None:
-                        racer.load.first_token(racer.ticket)
-                queue.put_nowait(delta)
+                    queue.put_nowait(delta)  # the caller first; then the bookkeeping
+                    if racer.lease is not None:
+                        await state.first_token(choice, racer.lease)
+                else:
+                    queue.put_nowait(delta)
                 saw_done = delta.done
                 remaining = self.remaining()
                 watchdog.arm(min(gap, remaining), "gap" if gap < remaining else "total")
@@ -554,8 +610,8 @@ class CallRun:
                 queue.put_nowait(Failure(exc))
         finally:
             watchdog.disarm()
-            if holding and gate is not None:
-                gate.release()
+            if gate_lease is not None:
+                await state.gate_release(choice.route, gate_lease)
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
@@ -591,9 +647,9 @@ class CallRun:
             racer.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await racer.task
-        self._finish_load(racer, ok=False)
-        if outcome in ("lost-race", "fallback", "cancelled"):
-            self.router.breaker(racer.choice.route).release_probe()
+        await self._finish_lease(racer, ok=False)
+        # Slow, outrun or cancelled: no verdict on the route (a probe is freed).
+        await self._report(racer, "release")
         self.book.record_racer(racer, outcome, error=error)
 
     async def _cancel_all(self, outcome: str) -> None:
@@ -612,37 +668,48 @@ class CallRun:
         for racer in list(self.racers):
             await self._stop(racer, "failed", error=error)
 
-    def _finish_load(self, racer: Racer, *, ok: bool, load_s: float | None = None) -> None:
+    async def _finish_lease(self, racer: Racer, *, ok: bool, load_s: float | None = None) -> None:
         """The racer no longer occupies its route (idempotent)."""
-        if racer.load is not None and racer.ticket is not None:
-            racer.load.finish(racer.ticket, ok=ok, load_s=load_s)
-            racer.ticket = None
+        lease, racer.lease = racer.lease, None
+        if lease is not None:
+            await self.router.state.finish(racer.choice, lease, ok=ok, load_s=load_s)
 
-    def _learn(self, racer: Racer, error: BaseException) -> None:
+    async def _report(
+        self,
+        racer: Racer,
+        outcome: BreakerOutcome,
+        *,
+        scope: Scope = "model",
+        reason: str = "",
+        disable_s: float | None = None,
+    ) -> None:
+        """Tell the racer's breakers how it ended (once)."""
+        passes, racer.passes = racer.passes, None
+        if passes is not None:
+            await self.router.state.report(
+                racer.choice, passes, outcome, scope=scope, reason=reason, disable_s=disable_s
+            )
+
+    async def _learn(self, racer: Racer, error: BaseException) -> None:
         """What a failure teaches about the route beyond its breaker."""
         limit = getattr(error, "concurrency_limit", None)
-        gate = self.router.gate_for(racer.choice)
-        if isinstance(limit, int) and gate is not None:
-            gate.learn_limit(limit)
+        state = self.router.state
+        if isinstance(limit, int) and state.refuses(racer.choice):
+            await state.learn_limit(racer.choice.route, limit)
 
-    def _apply_breaker(self, racer: Racer, decision: Decision) -> None:
-        breaker = self.router.breaker(racer.choice.route)
-        effect = decision.breaker
-        if effect is BreakerEffect.FAILURE:
-            breaker.record_failure(decision.reason)
-        elif effect is BreakerEffect.OPEN:
-            breaker.record_failure(decision.reason, open_now=True)
-        elif effect is BreakerEffect.DISABLE_SESSION:
-            breaker.disable(decision.reason, _DISABLE_SESSION_S)
-        elif effect is BreakerEffect.DISABLE_LONG:
-            breaker.disable(decision.reason, _DISABLE_LONG_S)
-        else:
-            breaker.release_probe()
+    async def _apply_breaker(self, racer: Racer, decision: Decision) -> None:
+        await self._report(
+            racer,
+            breaker_outcome(decision),
+            scope=decision.scope,
+            reason=decision.reason,
+            disable_s=_DISABLE_FOR.get(decision.breaker),
+        )
 
-    def _succeed(self, racer: Racer, final: Delta | None) -> None:
-        self.router.breaker(racer.choice.route).record_success()
+    async def _succeed(self, racer: Racer, final: Delta | None) -> None:
+        await self._report(racer, "success")
         load_s = (final.load_duration_ns or 0) / 1e9 if final is not None else None
-        self._finish_load(racer, ok=True, load_s=load_s)
+        await self._finish_lease(racer, ok=True, load_s=load_s)
         self.book.record_racer(racer, "ok")
         if racer in self.racers:
             self.racers.remove(racer)

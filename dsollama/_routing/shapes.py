@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from .._backends import Backend, CallSpec, StreamStats
 from .._catalogue import Catalogue
 from .._config import Policy, Settings
 from .._delta import Delta
+from .._state import Admission, Lease
 from .._types import Attempt, CallRecord, HostedUsage, Seam, ServedBy
-from .admission import HostedLoad, RouteLoad, Ticket
-from .backoff import Breaker, RetryBudget
+from .backoff import RetryBudget
+
+if TYPE_CHECKING:
+    from .state import Passes, RoutingState
 
 __all__ = [
     "CallSink",
@@ -107,21 +110,16 @@ class RunContext(Protocol):
     budget: RetryBudget
     backends: list[Backend]
 
+    @property
+    def state(self) -> RoutingState: ...
+
     def plan(self, spec: CallSpec, controls: Controls) -> list[RouteChoice]: ...
 
-    async def skip_reason(
+    async def admit(
         self, choice: RouteChoice, spec: CallSpec, controls: Controls, *, has_alternative: bool
-    ) -> Skip | None: ...
-
-    def breaker(self, route: str) -> Breaker: ...
+    ) -> Skip | Admission: ...
 
     def viable(self, choice: RouteChoice) -> bool: ...
-
-    def load_for(self, choice: RouteChoice) -> RouteLoad: ...
-
-    def gate_for(self, choice: RouteChoice) -> HostedLoad | None: ...
-
-    def hosted_load(self, route: str) -> HostedLoad: ...
 
 
 @dataclass
@@ -168,8 +166,10 @@ class Racer:
     queue: asyncio.Queue[QueueItem] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
     stats: StreamStats = field(default_factory=StreamStats)
-    ticket: Ticket | None = None
-    load: RouteLoad | None = None
+    lease: Lease | None = None
+    "Its place in the route's queue (admission), held until it finishes."
+    passes: Passes | None = None
+    "The breaker passes it was let through with."
     first_token_at: float | None = None
     predicted: float | None = None
     "Predicted seconds to the first token when the racer started."

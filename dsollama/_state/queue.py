@@ -1,7 +1,6 @@
 """The queue model every store predicts with — pure, no I/O, no clock of its own.
 
-It is `dsollama._routing.admission.RouteLoad.predict_first_token`, taken apart so that
-the in-memory store and the Redis store's Lua scripts (`lua.py`) compute the same
+Both the in-memory store and the Redis store's Lua scripts (`lua.py`) compute the same
 numbers from the same inputs (a property test drives both and compares):
 
 - a request past its first token holds a slot for the rest of its generation time;

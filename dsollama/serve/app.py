@@ -159,7 +159,14 @@ def create_app(
         if state.client is None:
             return []
         status = state.client.router.status()["breakers"]
-        return [((route,), 1.0 if b["state"] == "open" else 0.0) for route, b in status.items()]
+        # Route-level breakers only: the labels stay the configured routes (a closed set),
+        # never a model name a request made up.
+        routes = {b.route for b in state.client.router.backends}
+        return [
+            ((route,), 1.0 if b["state"] == "open" else 0.0)
+            for route, b in status.items()
+            if route in routes
+        ]
 
     metrics.registry.gauge(
         "dsollama_route_breaker_open",
