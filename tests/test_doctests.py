@@ -24,6 +24,7 @@ MODULES = [
     "dsollama._modelfile",
     "dsollama._modelfile.parameters",
     "dsollama.testing._prometheus",
+    "dsollama.testing._ollama_settings",
 ]
 
 

@@ -16,16 +16,16 @@ import math
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._faults import Fault
 from ._ollama_gen import Plan, embedding, make_plan, prompt_tokens
 from ._ollama_models import FakeModel, ModelName, parse_name
-from ._ollama_stream import collect, error_response, respond_ndjson
+from ._ollama_state import DaemonState
+from ._ollama_stream import collect, error_response, json_response, respond_ndjson
 from ._ollama_wire import (
     ApiError,
     decode_request,
-    go_json,
     go_quote,
     keep_alive_seconds,
     merge_options,
@@ -34,23 +34,16 @@ from ._ollama_wire import (
 from ._server import Request, Response, StreamResponse
 from ._text import conversation_key
 
-if TYPE_CHECKING:
-    from .ollama import FakeOllama
-
-__all__ = ["chat", "embed", "embeddings", "generate", "json_response", "prepare_chat"]
+__all__ = ["chat", "embed", "embeddings", "generate", "prepare_chat"]
 
 Chunk = dict[str, Any]
-
-
-def json_response(payload: Any, status: int = 200) -> Response:
-    return Response(status=status, body=go_json(payload))
 
 
 @dataclass
 class Call:
     """One inference request, validated, ready to schedule."""
 
-    fake: FakeOllama
+    daemon: DaemonState
     raw_name: str
     "The model as the request spelled it: responses echo it."
     name: ModelName
@@ -65,14 +58,14 @@ Prepared = tuple[Call, bool, AsyncGenerator[Chunk, None], Assemble]
 
 
 def _model_for(
-    fake: FakeOllama, raw_name: str, *, empty: ApiError, missing: ApiError
+    daemon: DaemonState, raw_name: str, *, empty: ApiError, missing: ApiError
 ) -> tuple[ModelName, FakeModel]:
     if not raw_name.strip():
         raise empty
     name = parse_name(raw_name)
     if name is None:
         raise ApiError(400, "invalid model name")
-    model = fake._lookup(name)
+    model = daemon.lookup(name)
     if model is None:
         raise missing
     return name, model
@@ -84,9 +77,9 @@ def _check_top_logprobs(body: dict[str, Any]) -> None:
         raise ApiError(400, "top_logprobs must be between 0 and 20")
 
 
-def _thinking(fake: FakeOllama, model: FakeModel, raw_name: str, think: Any) -> bool:
+def _thinking(daemon: DaemonState, model: FakeModel, raw_name: str, think: Any) -> bool:
     """Whether reasoning goes to ``thinking``; 400 for ``think`` on a model without it."""
-    if fake.think_inline:
+    if daemon.settings.think_inline:
         return False  # an old server has no `think` field: Go ignores unknown fields
     asked = think is True or isinstance(think, str)
     if "thinking" in model.capabilities:
@@ -133,8 +126,8 @@ async def _answer(
     prompt_count: int,
 ) -> AsyncGenerator[Chunk, None]:
     """Schedule, wait for a slot, then produce the paced chunks and the final one."""
-    fake, sched = call.fake, call.fake._sched
-    fake._enter(call.name)
+    daemon, sched = call.daemon, call.daemon.sched
+    daemon.enter(call.name)
     runner = None
     holds_slot = False
     try:
@@ -146,13 +139,13 @@ async def _answer(
             raise ApiError(500, format_error)
         plan = plan_for()
         prompt_started = time.monotonic()
-        if fake.prompt_seconds > 0:
-            await asyncio.sleep(fake.prompt_seconds)
+        if daemon.settings.prompt_seconds > 0:
+            await asyncio.sleep(daemon.settings.prompt_seconds)
         first = time.monotonic()
         pieces: list[tuple[str, Any]] = [("thinking", t) for t in plan.thinking]
         pieces += [("tool", t) for t in plan.tool_calls]
         pieces += [("content", t) for t in plan.content]
-        rate = fake.tokens_per_second
+        rate = daemon.settings.tokens_per_second
         for index, (kind, value) in enumerate(pieces):
             await _pace(first, index, rate)
             yield piece(kind, value)
@@ -172,17 +165,17 @@ async def _answer(
             sched.release_slot(runner)
         if runner is not None:
             sched.detach(runner)
-        fake._leave(call.name)
+        daemon.leave(call.name)
 
 
 async def _load_only(call: Call, shape: Chunk) -> Response:
     """An empty prompt/messages loads the model and answers ``done_reason: load``."""
-    call.fake._enter(call.name)
+    call.daemon.enter(call.name)
     try:
-        runner = await call.fake._sched.acquire(call.model, call.options, call.keep_alive)
-        call.fake._sched.detach(runner)
+        runner = await call.daemon.sched.acquire(call.model, call.options, call.keep_alive)
+        call.daemon.sched.detach(runner)
     finally:
-        call.fake._leave(call.name)
+        call.daemon.leave(call.name)
     return json_response(
         {
             "model": call.raw_name,
@@ -205,11 +198,11 @@ async def _deliver(
     fault: Fault | None,
     assemble: Assemble,
 ) -> Response | StreamResponse:
-    fake = call.fake
+    daemon = call.daemon
     if stream:
-        return await respond_ndjson(objects, _is_done, fault, fake.faults)
+        return await respond_ndjson(objects, _is_done, fault, daemon.faults)
     try:
-        items, complete = await collect(objects, fault, fake.faults, _is_done)
+        items, complete = await collect(objects, fault, daemon.faults, _is_done)
     except ApiError as exc:
         return error_response(exc.status, exc.message)
     return json_response(assemble(items, complete))
@@ -219,11 +212,11 @@ async def _deliver(
 
 
 async def chat(
-    fake: FakeOllama, request: Request, fault: Fault | None
+    daemon: DaemonState, request: Request, fault: Fault | None
 ) -> Response | StreamResponse:
     try:
         body = decode_request(request.body, "ChatRequest")
-        prepared = await prepare_chat(fake, body)
+        prepared = await prepare_chat(daemon, body)
     except ApiError as exc:
         return error_response(exc.status, exc.message)
     if isinstance(prepared, Response):
@@ -232,7 +225,7 @@ async def chat(
     return await _deliver(call, objects, stream, fault, assemble)
 
 
-async def prepare_chat(fake: FakeOllama, body: dict[str, Any]) -> Response | Prepared:
+async def prepare_chat(daemon: DaemonState, body: dict[str, Any]) -> Response | Prepared:
     """Validate a chat body and build its answer generator (shared with ``/v1``).
 
     A load or unload request is answered at once: the returned `Response`.
@@ -240,7 +233,7 @@ async def prepare_chat(fake: FakeOllama, body: dict[str, Any]) -> Response | Pre
     _check_top_logprobs(body)
     raw_name = str(body.get("model") or "")
     name, model = _model_for(
-        fake,
+        daemon,
         raw_name,
         empty=ApiError(400, "model is required"),
         missing=ApiError(404, f"model '{raw_name}' not found"),
@@ -250,7 +243,7 @@ async def prepare_chat(fake: FakeOllama, body: dict[str, Any]) -> Response | Pre
     stream = body.get("stream") is not False
     empty_message = {"message": {"role": "assistant", "content": ""}}
     if not messages and keep_alive == 0:
-        fake._sched.expire_model(model)
+        daemon.sched.expire_model(model)
         return json_response(
             {
                 "model": raw_name,
@@ -261,17 +254,17 @@ async def prepare_chat(fake: FakeOllama, body: dict[str, Any]) -> Response | Pre
             }
         )
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
-    think = _thinking(fake, model, raw_name, body.get("think"))
+    think = _thinking(daemon, model, raw_name, body.get("think"))
     _require(model, raw_name, "chat", ["tools"] if tools else [])
     options = merge_options(model.parameters, body.get("options"))
-    call = Call(fake, raw_name, name, model, options, keep_alive)
+    call = Call(daemon, raw_name, name, model, options, keep_alive)
     if not messages:
         return await _load_only(call, empty_message)
     fmt, format_error = _format(body.get("format"))
     history = [*model.messages, *messages]
     if model.system and messages[0].get("role") != "system":
         history.insert(0, {"role": "system", "content": model.system})
-    inline = fake.think_inline and "thinking" in model.capabilities
+    inline = daemon.settings.think_inline and "thinking" in model.capabilities
 
     last = messages[-1]
     # A final assistant message is continued, not answered (the template leaves it open).
@@ -280,8 +273,8 @@ async def prepare_chat(fake: FakeOllama, body: dict[str, Any]) -> Response | Pre
     def plan_for() -> Plan:
         return make_plan(
             conversation_key(messages),
-            answer_n=fake.answer_tokens,
-            thinking_n=fake.thinking_tokens,
+            answer_n=daemon.settings.answer_tokens,
+            thinking_n=daemon.settings.thinking_tokens,
             think=think,
             inline_think=inline,
             format=fmt,
@@ -350,7 +343,7 @@ async def prepare_chat(fake: FakeOllama, body: dict[str, Any]) -> Response | Pre
 
 
 async def generate(
-    fake: FakeOllama, request: Request, fault: Fault | None
+    daemon: DaemonState, request: Request, fault: Fault | None
 ) -> Response | StreamResponse:
     try:
         body = decode_request(request.body, "GenerateRequest")
@@ -358,12 +351,12 @@ async def generate(
         raw_name = str(body.get("model") or "")
         # An empty model is a 404 here, not a 400 as in chat: the daemon's quirk.
         missing = ApiError(404, f"model '{raw_name}' not found")
-        name, model = _model_for(fake, raw_name, empty=missing, missing=missing)
+        name, model = _model_for(daemon, raw_name, empty=missing, missing=missing)
         prompt = str(body.get("prompt") or "")
         keep_alive = keep_alive_seconds(body.get("keep_alive"))
         stream = body.get("stream") is not False
         if not prompt and keep_alive == 0:
-            fake._sched.expire_model(model)
+            daemon.sched.expire_model(model)
             return json_response(
                 {
                     "model": raw_name,
@@ -377,24 +370,24 @@ async def generate(
         if raw and (body.get("template") or body.get("system") or body.get("context")):
             raise ApiError(400, "raw mode does not support template, system, or context")
         suffix = str(body.get("suffix") or "")
-        think = _thinking(fake, model, raw_name, body.get("think"))
+        think = _thinking(daemon, model, raw_name, body.get("think"))
         _require(model, raw_name, "generate", ["insert"] if suffix else [])
         options = merge_options(model.parameters, body.get("options"))
     except ApiError as exc:
         return error_response(exc.status, exc.message)
-    call = Call(fake, raw_name, name, model, options, keep_alive)
+    call = Call(daemon, raw_name, name, model, options, keep_alive)
     if not prompt:
         return await _load_only(call, {"response": ""})
     fmt, format_error = _format(body.get("format"))
-    inline = fake.think_inline and "thinking" in model.capabilities
+    inline = daemon.settings.think_inline and "thinking" in model.capabilities
     system = str(body.get("system") or model.system)
     count = prompt_tokens(prompt=prompt + suffix, system=system) + len(body.get("context") or [])
 
     def plan_for() -> Plan:
         return make_plan(
             prompt,
-            answer_n=fake.answer_tokens,
-            thinking_n=fake.thinking_tokens,
+            answer_n=daemon.settings.answer_tokens,
+            thinking_n=daemon.settings.thinking_tokens,
             think=think,
             inline_think=inline,
             format=fmt,
@@ -456,7 +449,7 @@ def _context(text: str, length: int) -> list[int]:
 # -- /api/embed and /api/embeddings -------------------------------------------------------
 
 
-async def embed(fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
+async def embed(daemon: DaemonState, request: Request, fault: Fault | None) -> Response:
     try:
         body = decode_request(request.body, "EmbedRequest")
         raw_name = str(body.get("model") or "")
@@ -470,14 +463,14 @@ async def embed(fake: FakeOllama, request: Request, fault: Fault | None) -> Resp
         else:
             raise ApiError(400, "invalid input type")
         name, model = _model_for(
-            fake,
+            daemon,
             raw_name,
             empty=ApiError(404, f"model '{raw_name}' not found"),
             missing=ApiError(404, f"model {go_quote(raw_name)} not found, try pulling it first"),
         )
         options = merge_options(model.parameters, body.get("options"))
         call = Call(
-            fake, raw_name, name, model, options, keep_alive_seconds(body.get("keep_alive"))
+            daemon, raw_name, name, model, options, keep_alive_seconds(body.get("keep_alive"))
         )
         return await _embed(call, inputs, body)
     except ApiError as exc:
@@ -485,8 +478,8 @@ async def embed(fake: FakeOllama, request: Request, fault: Fault | None) -> Resp
 
 
 async def _embed(call: Call, inputs: list[str], body: dict[str, Any]) -> Response:
-    fake, sched = call.fake, call.fake._sched
-    fake._enter(call.name)
+    daemon, sched = call.daemon, call.daemon.sched
+    daemon.enter(call.name)
     runner = None
     try:
         runner = await sched.acquire(call.model, call.options, call.keep_alive)
@@ -501,7 +494,7 @@ async def _embed(call: Call, inputs: list[str], body: dict[str, Any]) -> Respons
             dims = int(body.get("dimensions") or 0)
             vectors = []
             for text in inputs:
-                vector = embedding(text, fake.embed_dims)
+                vector = embedding(text, daemon.settings.embed_dims)
                 if 0 < dims < len(vector):
                     norm = math.sqrt(sum(v * v for v in vector[:dims])) or 1.0
                     vector = [float(f"{v / norm:.7g}") for v in vector[:dims]]
@@ -520,15 +513,15 @@ async def _embed(call: Call, inputs: list[str], body: dict[str, Any]) -> Respons
     finally:
         if runner is not None:
             sched.detach(runner)
-        fake._leave(call.name)
+        daemon.leave(call.name)
 
 
-async def embeddings(fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
+async def embeddings(daemon: DaemonState, request: Request, fault: Fault | None) -> Response:
     try:
         body = decode_request(request.body, "EmbeddingRequest")
         raw_name = str(body.get("model") or "")
         name, model = _model_for(
-            fake,
+            daemon,
             raw_name,
             empty=ApiError(400, "model is required"),
             missing=ApiError(404, f"model {go_quote(raw_name)} not found, try pulling it first"),
@@ -536,19 +529,21 @@ async def embeddings(fake: FakeOllama, request: Request, fault: Fault | None) ->
         options = merge_options(model.parameters, body.get("options"))
     except ApiError as exc:
         return error_response(exc.status, exc.message)
-    call = Call(fake, raw_name, name, model, options, keep_alive_seconds(body.get("keep_alive")))
+    call = Call(daemon, raw_name, name, model, options, keep_alive_seconds(body.get("keep_alive")))
     prompt = str(body.get("prompt") or "")
-    fake._enter(name)
+    daemon.enter(name)
     runner = None
     try:
-        runner = await fake._sched.acquire(model, options, call.keep_alive)
+        runner = await daemon.sched.acquire(model, options, call.keep_alive)
         if not prompt:
             return json_response({"embedding": []})
         # The legacy endpoint returns the raw vector, not normalised.
-        return json_response({"embedding": embedding(prompt, fake.embed_dims, normalise=False)})
+        return json_response(
+            {"embedding": embedding(prompt, daemon.settings.embed_dims, normalise=False)}
+        )
     except ApiError as exc:
         return error_response(exc.status, exc.message)
     finally:
         if runner is not None:
-            fake._sched.detach(runner)
-        fake._leave(name)
+            daemon.sched.detach(runner)
+        daemon.leave(name)

@@ -14,17 +14,15 @@ import random
 import time
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._faults import Fault
 from ._ollama_infer import prepare_chat
 from ._ollama_models import parse_name
+from ._ollama_state import DaemonState
 from ._ollama_stream import Line, collect, respond_stream, with_fault
 from ._ollama_wire import ApiError, decode_request, go_json
 from ._server import Request, Response, StreamResponse
-
-if TYPE_CHECKING:
-    from .ollama import FakeOllama
 
 __all__ = ["chat_completions", "list_models", "openai_error", "retrieve_model"]
 
@@ -147,11 +145,11 @@ def _native_body(request: Request) -> tuple[dict[str, Any], bool]:
 
 
 async def chat_completions(
-    fake: FakeOllama, request: Request, fault: Fault | None
+    daemon: DaemonState, request: Request, fault: Fault | None
 ) -> Response | StreamResponse:
     try:
         native, include_usage = _native_body(request)
-        prepared = await prepare_chat(fake, native)
+        prepared = await prepare_chat(daemon, native)
     except ApiError as exc:
         return openai_error(exc.status, exc.message)
     if isinstance(prepared, Response):  # pragma: no cover - /v1 always has messages
@@ -161,7 +159,7 @@ async def chat_completions(
     if stream:
         events = _sse(objects, completion_id, include_usage)
         quirk = _error_chunk(completion_id)
-        lines = with_fault(events, fault, fake.faults, error_line=lambda _message: quirk)
+        lines = with_fault(events, fault, daemon.faults, error_line=lambda _message: quirk)
         early = fault is not None and fault.kind == "slow_first_token"
         return await respond_stream(
             lines,
@@ -171,7 +169,7 @@ async def chat_completions(
         )
     try:
         items, complete = await collect(
-            objects, fault, fake.faults, lambda o: o.get("done") is True
+            objects, fault, daemon.faults, lambda o: o.get("done") is True
         )
     except ApiError as exc:
         return openai_error(exc.status, exc.message)
@@ -295,15 +293,15 @@ async def _sse(
             yield _error_chunk(completion_id), True
 
 
-async def list_models(fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
+async def list_models(daemon: DaemonState, request: Request, fault: Fault | None) -> Response:
     data = [
         {
             "id": model.name,
             "object": "model",
-            "created": int(fake._modified[key]),
+            "created": int(daemon.modified[key]),
             "owned_by": _owner(model.name),
         }
-        for key, model in sorted(fake._installed.items(), key=lambda kv: -fake._modified[kv[0]])
+        for key, model in daemon.newest_first()
     ]
     # A nil Go slice: with no models the daemon answers "data": null.
     return Response(
@@ -311,15 +309,15 @@ async def list_models(fake: FakeOllama, request: Request, fault: Fault | None) -
     )
 
 
-async def retrieve_model(fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
+async def retrieve_model(daemon: DaemonState, request: Request, fault: Fault | None) -> Response:
     requested = request.path[len("/v1/models/") :]
     name = parse_name(requested)
     if name is None:
         return openai_error(400, "invalid model name")
-    model = fake._lookup(name)
+    model = daemon.lookup(name)
     if model is None:
         return openai_error(404, f"model '{name.display}' not found")
-    modified = fake._modified[name.key]
+    modified = daemon.modified[name.key]
     body = {
         "id": requested,
         "object": "model",

@@ -15,17 +15,14 @@ import math
 import re
 import time
 from collections.abc import AsyncGenerator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._faults import Fault
-from ._ollama_infer import json_response
 from ._ollama_models import FakeModel, Layer, ModelName, parse_name
-from ._ollama_stream import collect, error_response, respond_ndjson
+from ._ollama_state import DaemonState
+from ._ollama_stream import collect, error_response, json_response, respond_ndjson
 from ._ollama_wire import ApiError, decode_request, go_json, go_quote, rfc3339_local
 from ._server import Request, Response, StreamResponse
-
-if TYPE_CHECKING:
-    from .ollama import FakeOllama
 
 __all__ = [
     "copy",
@@ -55,9 +52,9 @@ _QUANT_TYPES = {
 Event = dict[str, Any]
 
 
-def _reported_capabilities(fake: FakeOllama, model: FakeModel) -> list[str]:
+def _reported_capabilities(daemon: DaemonState, model: FakeModel) -> list[str]:
     caps = list(model.capabilities)
-    if fake.think_inline:
+    if daemon.settings.think_inline:
         caps = [c for c in caps if c != "thinking"]  # an old server knows no thinking
     return caps
 
@@ -69,24 +66,24 @@ def _blob_path(digest: str) -> str:
 # -- listing ----------------------------------------------------------------------------
 
 
-async def tags(fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
+async def tags(daemon: DaemonState, request: Request, fault: Fault | None) -> Response:
     entries = []
-    for key, model in sorted(fake._installed.items(), key=lambda kv: -fake._modified[kv[0]]):
+    for key, model in daemon.newest_first():
         entries.append(
             {
                 "name": model.name,
                 "model": model.name,
-                "modified_at": rfc3339_local(fake._modified[key]),
+                "modified_at": rfc3339_local(daemon.modified[key]),
                 "size": model.size,
                 "digest": model.digest,
                 "details": model.details(),
-                "capabilities": _reported_capabilities(fake, model),
+                "capabilities": _reported_capabilities(daemon, model),
             }
         )
     return json_response({"models": entries})
 
 
-async def show(fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
+async def show(daemon: DaemonState, request: Request, fault: Fault | None) -> Response:
     try:
         body = decode_request(request.body, "ShowRequest")
         raw = str(body.get("model") or body.get("name") or "")
@@ -95,7 +92,7 @@ async def show(fake: FakeOllama, request: Request, fault: Fault | None) -> Respo
         name = parse_name(raw)
         if name is None:
             raise ApiError(400, "invalid model name")
-        model = fake._lookup(name)
+        model = daemon.lookup(name)
         if model is None:
             raise ApiError(404, f"model '{name.display}' not found")
     except ApiError as exc:
@@ -124,14 +121,14 @@ async def show(fake: FakeOllama, request: Request, fault: Fault | None) -> Respo
         },
         {"name": "output_norm.weight", "type": "F32", "shape": [model.embedding_length]},
     ]
-    payload["capabilities"] = _reported_capabilities(fake, model)
-    payload["modified_at"] = rfc3339_local(fake._modified[name.key])
+    payload["capabilities"] = _reported_capabilities(daemon, model)
+    payload["modified_at"] = rfc3339_local(daemon.modified[name.key])
     return json_response(payload)
 
 
-async def ps(fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
+async def ps(daemon: DaemonState, request: Request, fault: Fault | None) -> Response:
     entries = []
-    for runner in sorted(fake._sched.loaded.values(), key=lambda r: -r.expires_at):
+    for runner in sorted(daemon.sched.loaded.values(), key=lambda r: -r.expires_at):
         model = runner.model
         entries.append(
             {
@@ -158,14 +155,14 @@ def _is_success(event: Event) -> bool:
 
 
 async def _progress_response(
-    fake: FakeOllama, events: AsyncGenerator[Event, None], stream: bool, fault: Fault | None
+    daemon: DaemonState, events: AsyncGenerator[Event, None], stream: bool, fault: Fault | None
 ) -> Response | StreamResponse:
     if stream:
-        return await respond_ndjson(events, _is_success, fault, fake.faults)
+        return await respond_ndjson(events, _is_success, fault, daemon.faults)
     # waitForStream: the last progress value, or the first error as a status; both
     # with the bare "application/json" the handler set before rendering.
     try:
-        items, _ = await collect(events, fault, fake.faults, _is_success)
+        items, _ = await collect(events, fault, daemon.faults, _is_success)
     except ApiError as exc:
         return error_response(exc.status, exc.message, streaming=True)
     return Response(
@@ -174,7 +171,7 @@ async def _progress_response(
 
 
 async def pull(
-    fake: FakeOllama, request: Request, fault: Fault | None
+    daemon: DaemonState, request: Request, fault: Fault | None
 ) -> Response | StreamResponse:
     try:
         body = decode_request(request.body, "PullRequest")
@@ -183,24 +180,24 @@ async def pull(
     name = parse_name(str(body.get("model") or body.get("name") or ""))
     if name is None:
         return error_response(400, "invalid model name")
-    existing = fake._lookup(name)
+    existing = daemon.lookup(name)
     display = existing.name if existing else name.display
     return await _progress_response(
-        fake, pull_events(fake, name, display), body.get("stream") is not False, fault
+        daemon, pull_events(daemon, name, display), body.get("stream") is not False, fault
     )
 
 
 async def pull_events(
-    fake: FakeOllama, name: ModelName, display: str, *, final: bool = True
+    daemon: DaemonState, name: ModelName, display: str, *, final: bool = True
 ) -> AsyncGenerator[Event, None]:
     """The pull progress stream; installs the model. ``final=False`` omits ``success``."""
     yield {"status": "pulling manifest"}
-    source = fake._registry.get(name.key)
+    source = daemon.registry.get(name.key)
     if source is None:
         raise ApiError(500, "pull model manifest: file does not exist")
-    previous = fake._installed.get(name.key)
+    previous = daemon.installed.get(name.key)
     for layer in source.layers():
-        async for event in _download(fake, layer):
+        async for event in _download(daemon, layer):
             yield event
     yield {"status": "verifying sha256 digest"}
     yield {"status": "writing manifest"}
@@ -209,8 +206,8 @@ async def pull_events(
         x.digest for x in model.layers()
     }:
         yield {"status": "removing unused layers"}
-    fake._store(name, model)
-    _prune(fake)
+    daemon.store(name, model)
+    daemon.prune()
     if final:
         yield {"status": "success"}
 
@@ -224,28 +221,28 @@ def _progress(layer: Layer, completed: int) -> Event:
     return event
 
 
-async def _download(fake: FakeOllama, layer: Layer) -> AsyncGenerator[Event, None]:
-    if layer.digest in fake._blobs:
+async def _download(daemon: DaemonState, layer: Layer) -> AsyncGenerator[Event, None]:
+    if layer.digest in daemon.blobs:
         yield _progress(layer, layer.size)  # already on disk: one line, complete
         return
     yield _progress(layer, 0)
-    rate = fake.pull_bytes_per_second
+    rate = daemon.settings.pull_bytes_per_second
     if rate > 0 and math.isfinite(rate):
         started = time.monotonic()
         while True:
             done = int((time.monotonic() - started) * rate)
             if done >= layer.size:
                 break
-            await asyncio.sleep(min(fake.pull_tick_seconds, (layer.size - done) / rate))
+            await asyncio.sleep(min(daemon.settings.pull_tick_seconds, (layer.size - done) / rate))
             done = int((time.monotonic() - started) * rate)
             if done < layer.size:
                 yield _progress(layer, done)
-    fake._blobs[layer.digest] = (layer.size, b"")
+    daemon.blobs[layer.digest] = (layer.size, b"")
     yield _progress(layer, layer.size)
 
 
 async def push(
-    fake: FakeOllama, request: Request, fault: Fault | None
+    daemon: DaemonState, request: Request, fault: Fault | None
 ) -> Response | StreamResponse:
     """Pushing needs an ollama.com key the double never has: it fails like an unauthorised push."""
     try:
@@ -259,7 +256,7 @@ async def push(
         yield {"status": "retrieving manifest"}
         raise ApiError(401, "unauthorized: access denied")
 
-    return await _progress_response(fake, events(), body.get("stream") is not False, fault)
+    return await _progress_response(daemon, events(), body.get("stream") is not False, fault)
 
 
 # -- create -----------------------------------------------------------------------------
@@ -277,7 +274,7 @@ def _valid_path(path: str) -> bool:
 
 
 async def create(
-    fake: FakeOllama, request: Request, fault: Fault | None
+    daemon: DaemonState, request: Request, fault: Fault | None
 ) -> Response | StreamResponse:
     try:
         body = decode_request(request.body, "CreateRequest")
@@ -292,15 +289,15 @@ async def create(
             raise ApiError(400, "invalid model name")
     except ApiError as exc:
         return error_response(exc.status, exc.message)
-    existing = fake._lookup(name)
+    existing = daemon.lookup(name)
     display = existing.name if existing else name.display
     return await _progress_response(
-        fake, _create_events(fake, name, display, body), body.get("stream") is not False, fault
+        daemon, _create_events(daemon, name, display, body), body.get("stream") is not False, fault
     )
 
 
 async def _create_events(
-    fake: FakeOllama, name: ModelName, display: str, body: Mapping[str, Any]
+    daemon: DaemonState, name: ModelName, display: str, body: Mapping[str, Any]
 ) -> AsyncGenerator[Event, None]:
     source = str(body.get("from") or "")
     files: Mapping[str, str] = body.get("files") or {}
@@ -308,18 +305,18 @@ async def _create_events(
         base_name = parse_name(source)
         if base_name is None:
             raise ApiError(400, "invalid model name")
-        base = fake._lookup(base_name)
+        base = daemon.lookup(base_name)
         if base is None:
             # `from` names a model that is not local: the daemon pulls it first, and the
             # pull's progress appears inside the create stream.
-            async for event in pull_events(fake, base_name, base_name.display, final=False):
+            async for event in pull_events(daemon, base_name, base_name.display, final=False):
                 yield event
-            base = fake._lookup(base_name)
+            base = daemon.lookup(base_name)
             assert base is not None
         parent = base.name
     elif files:
         base = None
-        async for event in _check_files(fake, files):
+        async for event in _check_files(daemon, files):
             yield event
         parent = ""
     else:
@@ -327,44 +324,46 @@ async def _create_events(
     adapters: Mapping[str, str] = body.get("adapters") or {}
     if len(adapters) > 1:
         raise ApiError(400, "only one adapter is currently supported")
-    async for event in _check_files(fake, adapters):
+    async for event in _check_files(daemon, adapters):
         yield event
-    model = _derive(fake, display, base, parent, files, body)
+    model = _derive(daemon, display, base, parent, files, body)
     template = str(body.get("template") or "")
     if template.count("{{") != template.count("}}"):
         raise ApiError(400, "template error: template: :1: unclosed action")
     quantize = str(body.get("quantize") or body.get("quantization") or "").upper()
     if quantize:
-        model = await _quantized(fake, model, quantize)
-        async for event in _quantize_progress(fake, model):
+        model = await _quantized(model, quantize)
+        async for event in _quantize_progress(daemon, model):
             yield event
     for layer in model.layers()[:-1]:  # the config layer is not reported
-        state = "using existing layer" if layer.digest in fake._blobs else "creating new layer"
+        state = "using existing layer" if layer.digest in daemon.blobs else "creating new layer"
         yield {"status": f"{state} {layer.digest}"}
     yield {"status": "writing manifest"}
-    fake._store(name, model)
+    daemon.store(name, model)
     yield {"status": "success"}
 
 
-async def _check_files(fake: FakeOllama, files: Mapping[str, str]) -> AsyncGenerator[Event, None]:
+async def _check_files(
+    daemon: DaemonState, files: Mapping[str, str]
+) -> AsyncGenerator[Event, None]:
     if not files:
         return
     if any(path.endswith(".safetensors") for path in files):
         yield {"status": "converting model"}
         for digest in files.values():
-            if _blob_key(digest) not in fake._blobs:
+            if _blob_key(digest) not in daemon.blobs:
                 raise ApiError(500, f"open {_blob_path(digest)}: no such file or directory")
         return
     gguf = any(path.endswith(".gguf") for path in files)
     if not gguf:
         # No extension: the daemon sniffs the first blob's bytes.
-        heads = [fake._blobs.get(_blob_key(d), (0, b""))[1] for d in files.values()]
+        heads = [daemon.blobs.get(_blob_key(d), (0, b""))[1] for d in files.values()]
         if not any(head.startswith(_GGUF_MAGIC) for head in heads):
             raise ApiError(400, "unknown type")
     for path in sorted(files):
         digest = files[path]
         yield {"status": "parsing GGUF"}
-        stored = fake._blobs.get(_blob_key(digest))
+        stored = daemon.blobs.get(_blob_key(digest))
         if stored is None:
             raise ApiError(500, f"open {_blob_path(digest)}: no such file or directory")
         if not stored[1].startswith(_GGUF_MAGIC):
@@ -372,7 +371,7 @@ async def _check_files(fake: FakeOllama, files: Mapping[str, str]) -> AsyncGener
 
 
 def _derive(
-    fake: FakeOllama,
+    daemon: DaemonState,
     display: str,
     base: FakeModel | None,
     parent: str,
@@ -382,7 +381,7 @@ def _derive(
     info: Mapping[str, Any] = body.get("info") or {}
     if base is None:
         digests = sorted(_blob_key(d) for d in files.values())
-        size = sum(fake._blobs.get(d, (0, b""))[0] for d in digests)
+        size = sum(daemon.blobs.get(d, (0, b""))[0] for d in digests)
         weights = (
             digests[0]
             if len(digests) == 1
@@ -429,7 +428,7 @@ def _derive(
     )
 
 
-async def _quantized(fake: FakeOllama, model: FakeModel, quantize: str) -> FakeModel:
+async def _quantized(model: FakeModel, quantize: str) -> FakeModel:
     target = _QUANT_TYPES.get(quantize)
     if target is None:
         raise ApiError(
@@ -447,7 +446,7 @@ async def _quantized(fake: FakeOllama, model: FakeModel, quantize: str) -> FakeM
     )
 
 
-async def _quantize_progress(fake: FakeOllama, model: FakeModel) -> AsyncGenerator[Event, None]:
+async def _quantize_progress(daemon: DaemonState, model: FakeModel) -> AsyncGenerator[Event, None]:
     total = model.size_bytes
     for step in (0, total // 2, total):
         event: Event = {
@@ -459,13 +458,13 @@ async def _quantize_progress(fake: FakeOllama, model: FakeModel) -> AsyncGenerat
             event["completed"] = step
         yield event
         await asyncio.sleep(0)
-    fake._blobs[model.weights_digest] = (model.size_bytes, _GGUF_MAGIC)
+    daemon.blobs[model.weights_digest] = (model.size_bytes, _GGUF_MAGIC)
 
 
 # -- copy / delete ----------------------------------------------------------------------
 
 
-async def copy(fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
+async def copy(daemon: DaemonState, request: Request, fault: Fault | None) -> Response:
     try:
         body = decode_request(request.body, "CopyRequest")
     except ApiError as exc:
@@ -480,18 +479,18 @@ async def copy(fake: FakeOllama, request: Request, fault: Fault | None) -> Respo
     destination = parse_name(destination_text)
     if destination is None:
         return error_response(400, f"destination {go_quote(destination_text)} is invalid")
-    model = fake._lookup(source)
+    model = daemon.lookup(source)
     if model is None:
         return error_response(404, f"model {go_quote(source_text)} not found")  # %q: double quotes
-    existing = fake._lookup(destination)
-    fake._store(
+    existing = daemon.lookup(destination)
+    daemon.store(
         destination,
         dataclasses.replace(model, name=existing.name if existing else destination.display),
     )
     return Response(content_type=None)
 
 
-async def delete(fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
+async def delete(daemon: DaemonState, request: Request, fault: Fault | None) -> Response:
     try:
         body = decode_request(request.body, "DeleteRequest")
     except ApiError as exc:
@@ -502,19 +501,9 @@ async def delete(fake: FakeOllama, request: Request, fault: Fault | None) -> Res
     name = parse_name(raw)
     if name is None:
         return error_response(400, f"name {go_quote(raw)} is invalid")
-    if fake._installed.pop(name.key, None) is None:
+    if daemon.remove(name) is None:
         return error_response(404, f"model '{raw}' not found")
-    fake._modified.pop(name.key, None)
-    _prune(fake)
     return Response(content_type=None)
-
-
-def _prune(fake: FakeOllama) -> None:
-    """Layers no longer referenced by any manifest are deleted (uploads are kept)."""
-    used = {layer.digest for model in fake._installed.values() for layer in model.layers()}
-    for digest, (_, head) in list(fake._blobs.items()):
-        if digest not in used and not head:
-            del fake._blobs[digest]
 
 
 # -- blobs ------------------------------------------------------------------------------
@@ -524,20 +513,20 @@ def _digest_of(request: Request) -> str:
     return request.path[len("/api/blobs/") :]
 
 
-async def head_blob(fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
+async def head_blob(daemon: DaemonState, request: Request, fault: Fault | None) -> Response:
     digest = _digest_of(request)
     if not _DIGEST.match(digest):
         return error_response(400, "invalid digest format")
-    if _blob_key(digest) not in fake._blobs:
+    if _blob_key(digest) not in daemon.blobs:
         return error_response(404, f"blob {go_quote(digest)} not found")  # invisible on HEAD
     return Response(content_type=None)
 
 
-async def post_blob(fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
+async def post_blob(daemon: DaemonState, request: Request, fault: Fault | None) -> Response:
     digest = _digest_of(request)
     if not _DIGEST.match(digest):
         return error_response(400, "invalid digest format")
-    if _blob_key(digest) in fake._blobs:
+    if _blob_key(digest) in daemon.blobs:
         return Response(content_type=None)  # already there: 200 without reading the body
     actual = "sha256:" + hashlib.sha256(request.body).hexdigest()
     if actual != digest:
@@ -545,7 +534,7 @@ async def post_blob(fake: FakeOllama, request: Request, fault: Fault | None) -> 
             400, f"digest mismatch, expected {go_quote(digest)}, got {go_quote(actual)}"
         )
     # Keep the first bytes: create sniffs them for the GGUF magic.
-    fake._blobs[actual] = (len(request.body), request.body[:16] or b"\x00")
+    daemon.blobs[actual] = (len(request.body), request.body[:16] or b"\x00")
     return Response(status=201, content_type=None)
 
 

@@ -24,13 +24,11 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._ollama_models import FakeModel
+from ._ollama_settings import DaemonSettings
 from ._ollama_wire import LOAD_OPTIONS, ApiError
-
-if TYPE_CHECKING:
-    from .ollama import FakeOllama
 
 __all__ = ["MAX_QUEUE_MESSAGE", "Runner", "Scheduler"]
 
@@ -90,8 +88,8 @@ class _Pending:
 
 
 class Scheduler:
-    def __init__(self, fake: FakeOllama) -> None:
-        self._fake = fake
+    def __init__(self, settings: DaemonSettings) -> None:
+        self._settings = settings  # read at each decision: a test may change them live
         self.loaded: dict[str, Runner] = {}
         self._pending: deque[_Pending] = deque()
         self._current: _Pending | None = None
@@ -115,7 +113,7 @@ class Scheduler:
             # scheduler never counts it against max_queue.
             self._current = pending
             self._task = loop.create_task(self._process())
-        elif len(self._pending) >= max(self._fake.max_queue, 0):
+        elif len(self._pending) >= max(self._settings.max_queue, 0):
             raise ApiError(503, MAX_QUEUE_MESSAGE)
         else:
             self._pending.append(pending)
@@ -150,7 +148,7 @@ class Scheduler:
                     pending.future.set_result(runner)
                     return
                 victim = runner
-            elif len(self.loaded) >= max(self._fake.max_loaded, 1):
+            elif len(self.loaded) >= max(self._settings.max_loaded, 1):
                 victim = self._victim()
             else:
                 await self._load(pending)
@@ -164,7 +162,7 @@ class Scheduler:
                 waiter.cancel()
 
     async def _load(self, pending: _Pending) -> None:
-        seconds = max(self._fake.load_seconds, 0.0)
+        seconds = max(self._settings.load_seconds, 0.0)
         if seconds > 0:
             # The load runs with the request's context: a client that leaves aborts it.
             await asyncio.wait({pending.future}, timeout=seconds)
@@ -172,7 +170,7 @@ class Scheduler:
             return
         session = pending.keep_alive
         if session is None:
-            session = self._fake.keep_alive_seconds
+            session = self._settings.keep_alive_seconds
             session = math.inf if session < 0 else session
         runner = Runner(pending.model, pending.load_options, session)
         runner.expires_at = time.time() + session
@@ -244,7 +242,7 @@ class Scheduler:
         # Embedding-only models always run one request at a time.
         if "completion" not in runner.model.capabilities:
             return 1
-        return max(int(self._fake.slots), 1)
+        return max(int(self._settings.slots), 1)
 
     async def acquire_slot(self, runner: Runner) -> None:
         """Wait, silently and without a deadline, for one of the runner's parallel slots."""

@@ -21,6 +21,7 @@ __all__ = [
     "Line",
     "collect",
     "error_response",
+    "json_response",
     "ndjson_lines",
     "respond_stream",
     "with_fault",
@@ -44,6 +45,11 @@ RUNNER_STOPPED = (
     "model runner has unexpectedly stopped, this may be due to resource limitations or an "
     "internal error, check ollama server logs for details"
 )
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    """A one-object answer, encoded as Go encodes it."""
+    return Response(status=status, body=go_json(payload))
 
 
 def error_response(status: int, message: str, *, streaming: bool = False) -> Response:

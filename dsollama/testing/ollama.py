@@ -55,45 +55,39 @@ Control routes (never recorded, never faulted), for a double in another process:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import ipaddress
 import socket
-import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Generic, TypeVar, overload
 
 from . import _ollama_infer, _ollama_openai, _ollama_provision
 from ._control import handle_control, is_control_path, refuse_from_loop
 from ._double import Double
 from ._faults import DEEPSEEK_ONLY_KINDS, Fault
-from ._ollama_models import FakeModel, ModelName, default_registry, parse_name, registry_index
-from ._ollama_sched import MAX_QUEUE_MESSAGE, Scheduler
-from ._ollama_stream import RUNNER_STOPPED, STREAM_FAULTS, corrupt_body, error_response, sleep_fault
-from ._ollama_wire import go_json
+from ._ollama_models import FakeModel, default_registry, parse_name
+from ._ollama_sched import MAX_QUEUE_MESSAGE
+from ._ollama_settings import CONFIGURABLE, DaemonSettings, checked_changes
+from ._ollama_state import DaemonState
+from ._ollama_stream import (
+    RUNNER_STOPPED,
+    STREAM_FAULTS,
+    corrupt_body,
+    error_response,
+    json_response,
+    sleep_fault,
+)
 from ._server import AbortConnection, Request, Response, StreamResponse
 
 __all__ = ["FakeModel", "FakeOllama"]
+
+Route = Callable[[DaemonState, Request, Fault | None], Awaitable[Response | StreamResponse]]
+"A route's handler: it sees the daemon's state, never the double's front."
 
 _STREAMING_ROUTES = frozenset(
     {"/api/chat", "/api/generate", "/api/pull", "/api/push", "/api/create", "/v1/chat/completions"}
 )
 "Routes whose handlers apply stream faults themselves (streaming or not)."
-_SETTINGS: dict[str, type] = {
-    "version": str,
-    "slots": int,
-    "max_loaded": int,
-    "max_queue": int,
-    "load_seconds": float,
-    "keep_alive_seconds": float,
-    "prompt_seconds": float,
-    "tokens_per_second": float,
-    "answer_tokens": int,
-    "thinking_tokens": int,
-    "think_inline": bool,
-    "pull_bytes_per_second": float,
-    "embed_dims": int,
-}
 _STATUS_TEXT = {
     400: "invalid request",
     401: "unauthorized",
@@ -106,6 +100,67 @@ _STATUS_TEXT = {
     503: MAX_QUEUE_MESSAGE,
 }
 
+T = TypeVar("T")
+
+
+class _Setting(Generic[T]):
+    """A `FakeOllama` attribute kept in its `DaemonSettings`, where the handlers read it."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, fake: None, owner: type) -> _Setting[T]: ...
+    @overload
+    def __get__(self, fake: FakeOllama, owner: type) -> T: ...
+    def __get__(self, fake: FakeOllama | None, owner: type) -> _Setting[T] | T:
+        if fake is None:
+            return self
+        value: T = getattr(fake._daemon.settings, self._name)
+        return value
+
+    def __set__(self, fake: FakeOllama, value: T) -> None:
+        setattr(fake._daemon.settings, self._name, value)
+
+
+async def _root(daemon: DaemonState, request: Request, fault: Fault | None) -> Response:
+    return Response.text("Ollama is running")
+
+
+async def _version(daemon: DaemonState, request: Request, fault: Fault | None) -> Response:
+    return Response.json({"version": daemon.settings.version})
+
+
+async def _status(daemon: DaemonState, request: Request, fault: Fault | None) -> Response:
+    return json_response({"cloud": {"disabled": False, "source": "none"}})
+
+
+_ROUTES: dict[str, dict[str, Route]] = {
+    "/": {"GET": _root, "HEAD": _root},
+    "/api/version": {"GET": _version, "HEAD": _version},
+    "/api/status": {"GET": _status},
+    "/api/tags": {"GET": _ollama_provision.tags, "HEAD": _ollama_provision.tags},
+    "/api/show": {"POST": _ollama_provision.show},
+    "/api/ps": {"GET": _ollama_provision.ps},
+    "/api/pull": {"POST": _ollama_provision.pull},
+    "/api/push": {"POST": _ollama_provision.push},
+    "/api/create": {"POST": _ollama_provision.create},
+    "/api/copy": {"POST": _ollama_provision.copy},
+    "/api/delete": {"DELETE": _ollama_provision.delete},
+    "/api/blobs/": {
+        "HEAD": _ollama_provision.head_blob,
+        "POST": _ollama_provision.post_blob,
+    },
+    "/api/chat": {"POST": _ollama_infer.chat},
+    "/api/generate": {"POST": _ollama_infer.generate},
+    "/api/embed": {"POST": _ollama_infer.embed},
+    "/api/embeddings": {"POST": _ollama_infer.embeddings},
+    "/v1/chat/completions": {"POST": _ollama_openai.chat_completions},
+    "/v1/models": {"GET": _ollama_openai.list_models},
+    "/v1/models/": {"GET": _ollama_openai.retrieve_model},
+}
+"Path → method → handler; a path ending in ``/`` also serves one more segment."
+
 
 class FakeOllama(Double):
     """A double of the Ollama daemon (see the module docstring for routes and faults).
@@ -117,6 +172,21 @@ class FakeOllama(Double):
 
     foreign_faults = DEEPSEEK_ONLY_KINDS
     foreign_owner = "DeepSeek"
+
+    version = _Setting[str]()
+    max_loaded = _Setting[int]()
+    max_queue = _Setting[int]()
+    load_seconds = _Setting[float]()
+    keep_alive_seconds = _Setting[float]()
+    prompt_seconds = _Setting[float]()
+    tokens_per_second = _Setting[float]()
+    answer_tokens = _Setting[int]()
+    thinking_tokens = _Setting[int]()
+    think_inline = _Setting[bool]()
+    pull_bytes_per_second = _Setting[float]()
+    embed_dims = _Setting[int]()
+    pull_tick_seconds = _Setting[float]()
+    "Progress lines while pulling come this often (the daemon's ticker)."
 
     def __init__(
         self,
@@ -139,123 +209,61 @@ class FakeOllama(Double):
         pull_bytes_per_second: float = 50_000_000,
         embed_dims: int = 8,
     ) -> None:
-        self.version = version
-        self._slots = slots
-        self.max_loaded = max_loaded
-        self.max_queue = max_queue
-        self.load_seconds = load_seconds
-        self.keep_alive_seconds = keep_alive_seconds
-        self.prompt_seconds = prompt_seconds
-        self.tokens_per_second = tokens_per_second
-        self.answer_tokens = answer_tokens
-        self.thinking_tokens = thinking_tokens
-        self.think_inline = think_inline
-        self.pull_bytes_per_second = pull_bytes_per_second
-        self.embed_dims = embed_dims
-        self.pull_tick_seconds = 0.06
-        "Progress lines while pulling come this often (the daemon's ticker)."
-
+        settings = DaemonSettings(
+            version=version,
+            slots=slots,
+            max_loaded=max_loaded,
+            max_queue=max_queue,
+            load_seconds=load_seconds,
+            keep_alive_seconds=keep_alive_seconds,
+            prompt_seconds=prompt_seconds,
+            tokens_per_second=tokens_per_second,
+            answer_tokens=answer_tokens,
+            thinking_tokens=thinking_tokens,
+            think_inline=think_inline,
+            pull_bytes_per_second=pull_bytes_per_second,
+            embed_dims=embed_dims,
+        )
         super().__init__(self._handle, host=host, port=port)
-        self._registry = registry_index(default_registry() if registry is None else registry)
-        self._installed: dict[str, FakeModel] = {}
-        self._modified: dict[str, float] = {}
-        self._blobs: dict[str, tuple[int, bytes]] = {}
-        "digest → (size, first bytes): what /api/blobs and pulls stored."
-        self._in_flight: dict[str, int] = {}
-        self._sched = Scheduler(self)
+        self._daemon = DaemonState(
+            settings, self._faults, default_registry() if registry is None else registry
+        )
         for item in models:
             self.install(item)
-
-        self._routes: dict[str, dict[str, Any]] = {
-            "/": {"GET": self._root, "HEAD": self._root},
-            "/api/version": {"GET": self._version, "HEAD": self._version},
-            "/api/status": {"GET": self._status},
-            "/api/tags": {"GET": _ollama_provision.tags, "HEAD": _ollama_provision.tags},
-            "/api/show": {"POST": _ollama_provision.show},
-            "/api/ps": {"GET": _ollama_provision.ps},
-            "/api/pull": {"POST": _ollama_provision.pull},
-            "/api/push": {"POST": _ollama_provision.push},
-            "/api/create": {"POST": _ollama_provision.create},
-            "/api/copy": {"POST": _ollama_provision.copy},
-            "/api/delete": {"DELETE": _ollama_provision.delete},
-            "/api/blobs/": {
-                "HEAD": _ollama_provision.head_blob,
-                "POST": _ollama_provision.post_blob,
-            },
-            "/api/chat": {"POST": _ollama_infer.chat},
-            "/api/generate": {"POST": _ollama_infer.generate},
-            "/api/embed": {"POST": _ollama_infer.embed},
-            "/api/embeddings": {"POST": _ollama_infer.embeddings},
-            "/v1/chat/completions": {"POST": _ollama_openai.chat_completions},
-            "/v1/models": {"GET": _ollama_openai.list_models},
-            "/v1/models/": {"GET": _ollama_openai.retrieve_model},
-        }
 
     # -- settings -----------------------------------------------------------------------
 
     @property
     def slots(self) -> int:
         """Parallel requests per loaded model (``OLLAMA_NUM_PARALLEL``)."""
-        return self._slots
+        return self._daemon.settings.slots
 
     @slots.setter
     def slots(self, value: int) -> None:
-        self._slots = value
+        self._daemon.settings.slots = value
         if self._server.running:
-            self._server.loop.call_soon_threadsafe(self._sched.slots_changed)
+            self._server.loop.call_soon_threadsafe(self._daemon.sched.slots_changed)
 
     def config(self) -> dict[str, Any]:
         """The settings, as ``GET /_dsollama/config`` shows them."""
-        return {name: getattr(self, name) for name in _SETTINGS}
+        return {name: getattr(self, name) for name in CONFIGURABLE}
 
     def configure(self, **changes: Any) -> dict[str, Any]:
         """Change settings by name (``POST /_dsollama/config``); ValueError on a bad one."""
-        for name, value in changes.items():
-            kind = _SETTINGS.get(name)
-            if kind is None:
-                raise ValueError(
-                    f"unknown setting {name!r}; expected one of {', '.join(_SETTINGS)}"
-                )
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise ValueError(f"setting {name!r} must be of type {kind.__name__}")
-        for name, value in changes.items():
-            setattr(self, name, float(value) if _SETTINGS[name] is float else value)
+        for name, value in checked_changes(changes).items():
+            setattr(self, name, value)  # through the attributes: `slots` lets waiters in
         return self.config()
 
     # -- lifecycle (the rest is in Double) -------------------------------------------------
 
     def _before_start(self) -> None:
-        self._sched = Scheduler(self)  # runners belong to one event loop
+        self._daemon.new_scheduler()
 
     # -- models -------------------------------------------------------------------------
 
     def install(self, model: str | FakeModel) -> FakeModel:
         """Install a model as if pulled: a registry name, any name, or a `FakeModel`."""
-        if isinstance(model, str):
-            name = parse_name(model)
-            if name is None:
-                raise ValueError(f"invalid model name {model!r}")
-            found = self._registry.get(name.key)
-            model = (
-                dataclasses.replace(found, name=name.display) if found else FakeModel(name.display)
-            )
-        name = parse_name(model.name)
-        if name is None:
-            raise ValueError(f"invalid model name {model.name!r}")
-        model = dataclasses.replace(model, name=name.display)
-        self._store(name, model)
-        return model
-
-    def _store(self, name: ModelName, model: FakeModel) -> None:
-        self._installed[name.key] = model
-        self._modified[name.key] = time.time()
-        for layer in model.layers():
-            self._blobs.setdefault(layer.digest, (layer.size, b""))
-
-    def _lookup(self, name: ModelName) -> FakeModel | None:
-        return self._installed.get(name.key)
+        return self._daemon.install(model)
 
     def preload(self, *models: str) -> None:
         """Load models into memory as a request would, without recording one.
@@ -263,48 +271,43 @@ class FakeOllama(Double):
         A fresh daemon has its models on disk but not in memory; preloading starts a test
         from a daemon that has been answering for a while (a warm model).
         """
+        daemon = self._daemon
 
         async def load() -> None:
             for name in models:
                 parsed = parse_name(name)
-                model = self._lookup(parsed) if parsed is not None else None
+                model = daemon.lookup(parsed) if parsed is not None else None
                 if model is None:
                     raise ValueError(
                         f"preload: model {name!r} is not installed; pass it in models="
                     )
-                runner = await self._sched.acquire(model, {}, None)
-                self._sched.detach(runner)
+                runner = await daemon.sched.acquire(model, {}, None)
+                daemon.sched.detach(runner)
 
         self._server.call(load())
 
     def unload(self, *models: str) -> None:
         """Take models out of memory, as the daemon does when their keep-alive ends."""
+        daemon = self._daemon
 
         async def unload() -> None:
             for name in models:
                 parsed = parse_name(name)
-                model = self._lookup(parsed) if parsed is not None else None
+                model = daemon.lookup(parsed) if parsed is not None else None
                 if model is not None:
-                    self._sched.expire_model(model)
+                    daemon.sched.expire_model(model)
 
         self._server.call(unload())
 
     def installed_models(self) -> list[str]:
-        return [m.name for m in tuple(self._installed.values())]
+        return self._daemon.installed_names()
 
     def loaded_models(self) -> list[str]:
-        return [r.model.name for r in tuple(self._sched.loaded.values())]
+        return self._daemon.loaded_names()
 
     def in_flight(self, model: str) -> int:
         """Requests for ``model`` inside the double: queued, loading, waiting or generating."""
-        name = parse_name(model)
-        return self._in_flight.get(name.key if name else model, 0)
-
-    def _enter(self, name: ModelName) -> None:
-        self._in_flight[name.key] = self._in_flight.get(name.key, 0) + 1
-
-    def _leave(self, name: ModelName) -> None:
-        self._in_flight[name.key] -= 1
+        return self._daemon.in_flight_for(model)
 
     # -- dispatch -----------------------------------------------------------------------
 
@@ -312,18 +315,18 @@ class FakeOllama(Double):
         path = request.path
         if is_control_path(path):
             if path.rstrip("/") == "/_dsollama/state" and request.method == "GET":
-                return Response.json(self._state())
+                return Response.json(self._daemon.snapshot())
             return await handle_control(request, self, self._server)
         if not self._host_allowed(request.headers.get("host", "")):
             return Response(status=403, content_type=None)
         if request.method == "OPTIONS" and "origin" in request.headers:
             return Response(status=204, content_type=None, headers=_cors(request))
-        methods = self._routes.get(path)
+        methods = _ROUTES.get(path)
         for prefix in ("/api/blobs/", "/v1/models/"):
             # Gin's `:param` matches exactly one non-empty path segment.
             rest = path[len(prefix) :]
             if methods is None and path.startswith(prefix) and rest and "/" not in rest:
-                methods = self._routes[prefix]
+                methods = _ROUTES[prefix]
         if methods is None:
             return Response(status=404, body=b"404 page not found", content_type="text/plain")
         handler = methods.get(request.method)
@@ -334,7 +337,7 @@ class FakeOllama(Double):
             early = await self._early_fault(fault, path)
             if early is not None:
                 return early
-        response: Response | StreamResponse = await handler(self, request, fault)
+        response = await handler(self._daemon, request, fault)
         if fault is not None and fault.kind in STREAM_FAULTS and path not in _STREAMING_ROUTES:
             # One-object answers: the stream faults act on the whole body.
             if fault.kind == "error_line":
@@ -387,24 +390,6 @@ class FakeOllama(Double):
         except ValueError:
             return False
         return address.is_loopback or address.is_private or address.is_unspecified
-
-    def _state(self) -> dict[str, Any]:
-        return {
-            "installed": self.installed_models(),
-            "loaded": self.loaded_models(),
-            "in_flight": {k: v for k, v in self._in_flight.items() if v},
-        }
-
-    # -- small routes -------------------------------------------------------------------
-
-    async def _root(self, _fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
-        return Response.text("Ollama is running")
-
-    async def _version(self, _fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
-        return Response.json({"version": self.version})
-
-    async def _status(self, _fake: FakeOllama, request: Request, fault: Fault | None) -> Response:
-        return Response(body=go_json({"cloud": {"disabled": False, "source": "none"}}))
 
 
 @functools.cache
