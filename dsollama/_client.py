@@ -29,6 +29,8 @@ from ._results import chat_response, generate_response
 from ._routes import RouteConfig, resolve_routes
 from ._routing.router import Router, shared_budget
 from ._routing.shapes import CallSink, RoutedDelta
+from ._state import BreakerConfig
+from ._state.open import open_store
 from ._types import ChatResponse, EmbedResponse, GenerateResponse
 
 if TYPE_CHECKING:
@@ -126,6 +128,15 @@ class _BaseClient:
             backends=backends,
             sinks=all_sinks,
             budget=shared_budget(settings) if settings.retry_budget_shared else None,
+            store=open_store(
+                settings.state_url,
+                namespace=settings.state_namespace,
+                breaker=BreakerConfig(
+                    threshold=settings.breaker_threshold,
+                    cooldown=settings.breaker_cooldown,
+                    cooldown_max=settings.breaker_cooldown_max,
+                ),
+            ),
         )
         self._provisioner: AsyncProvisioner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

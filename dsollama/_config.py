@@ -131,7 +131,9 @@ class Settings(BaseModel):
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     'Per-model settings, e.g. [models."deepseek-v4-pro"] fallbacks = ["deepseek-flash"].'
     state_url: str | None = None
-    "Where routing state is shared: none (this process only) or redis://host:6379/0."
+    "Where routing state is shared: none or memory (this process only), or redis://host:6379/0 (every process using it)."
+    state_namespace: str = "dsollama"
+    "Prefix of every key in a shared store: deployments that must not share state use different ones."
 
     # serve
     serve_host: str = "127.0.0.1"

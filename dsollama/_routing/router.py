@@ -76,16 +76,13 @@ class Router:
             ratio=settings.retry_budget_ratio, floor=settings.retry_budget_floor
         )
         self.clock = clock
+        config = BreakerConfig(
+            threshold=settings.breaker_threshold,
+            cooldown=settings.breaker_cooldown,
+            cooldown_max=settings.breaker_cooldown_max,
+        )
         self.state = RoutingState(
-            store
-            or MemoryStore(
-                breaker=BreakerConfig(
-                    threshold=settings.breaker_threshold,
-                    cooldown=settings.breaker_cooldown,
-                    cooldown_max=settings.breaker_cooldown_max,
-                ),
-                clock=clock,
-            ),
+            store or MemoryStore(breaker=config, clock=clock),
             settings,
             self._by_name,
             clock=clock,
