@@ -40,6 +40,7 @@ tests can hold a request open and let it go on an event instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
@@ -86,6 +87,8 @@ class Fault:
     interval: float | None = None
     "Keep-alive filler interval (DeepSeek double)."
     finish_reason: str | None = None
+    model: str | None = None
+    "Only requests for this model (the ``model`` field of the request body); None = any."
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -108,12 +111,23 @@ class Fault:
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
-    def matches(self, path: str) -> bool:
+    def matches(self, path: str, model: str | None = None) -> bool:
+        if self.model is not None and model != self.model:
+            return False
         if self.path is None:
             return True
         if self.path.endswith("*"):
             return path.startswith(self.path[:-1])
         return path == self.path
+
+
+def _model_of(body: bytes) -> str | None:
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        return None
+    model = data.get("model") if isinstance(data, dict) else None
+    return model if isinstance(model, str) else None
 
 
 class FaultPlan:
@@ -138,17 +152,21 @@ class FaultPlan:
         with self._lock:
             return list(self._faults)
 
-    def take(self, path: str, *, named_only: bool = False) -> Fault | None:
-        """The first fault matching ``path``, counted down (removed when used up).
+    def take(
+        self, path: str, *, named_only: bool = False, body: bytes = b""
+    ) -> Fault | None:
+        """The first fault matching ``path`` (and the model ``body`` asks for), counted
+        down (removed when used up).
 
         ``named_only``: only a fault whose ``path`` names this one (a double's monitoring
         routes, which a test polls while faults wait for the requests under test).
         """
         with self._lock:
+            model = _model_of(body) if any(f.model for f in self._faults) else None
             for index, fault in enumerate(self._faults):
                 if named_only and fault.path is None:
                     continue
-                if fault.matches(path):
+                if fault.matches(path, model):
                     if fault.times is not None:
                         fault.times -= 1
                         if fault.times <= 0:

@@ -236,7 +236,7 @@ class FakeDeepSeek(Configurable, Double):
         if request.method != _METHODS[route]:
             return error_response(405, "Method Not Allowed")  # assumption, as above
         generation = route in ("chat", "fim")
-        fault = self._faults.take(path)
+        fault = self._faults.take(path, body=request.body)
         hold = await Hold.make(self._faults, fault)
         if generation:
             self._change_in_flight(1)

@@ -332,7 +332,7 @@ class FakeOllama(Double):
         handler = methods.get(request.method)
         if handler is None:
             return Response(status=405, body=b"405 method not allowed", content_type="text/plain")
-        fault = self._faults.take(path)
+        fault = self._faults.take(path, body=request.body)
         if fault is not None:
             early = await self._early_fault(fault, path)
             if early is not None:

@@ -257,7 +257,7 @@ class OpenAIServerDouble(Configurable, Double):
                 return self._gate(request) or self._method_not_allowed(request)
         elif request.method != "POST":
             return self._gate(request) or self._method_not_allowed(request)
-        fault = self._faults.take(path, named_only=route is None)
+        fault = self._faults.take(path, named_only=route is None, body=request.body)
         hold = await Hold.make(self._faults, fault)
         handed_off = False
         try:
