@@ -49,6 +49,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "show": ("dsollama.cli.provision", "show", "Show a local model's details."),
     "ps": ("dsollama.cli.provision", "ps", "List models loaded in memory."),
     "rm": ("dsollama.cli.provision", "rm", "Remove a model from the local daemon."),
+    "routes": (
+        "dsollama.cli.routes",
+        "routes",
+        "Every route: API, privacy, models, capacity, live load, breaker, last error.",
+    ),
     "status": (
         "dsollama.cli.status",
         "status",

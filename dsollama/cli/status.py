@@ -15,6 +15,7 @@ from dsollama.cli.provision import host_option
 
 if TYPE_CHECKING:
     from dsollama._config import Settings
+    from dsollama._routes import RouteConfig
 
 __all__ = ["status"]
 
@@ -115,11 +116,6 @@ def _describe_balance(data: Any) -> str:
 
 async def hosted_line(settings: Settings) -> Line:
     """Is a hosted key configured, and does the endpoint accept it? Never shows the key."""
-    import httpx
-
-    from dsollama._exceptions import InsecureEndpointError, redact
-    from dsollama._hosts import display_host
-
     key = settings.api_key()
     if not key:
         return Line(
@@ -127,12 +123,21 @@ async def hosted_line(settings: Settings) -> Line:
             "no hosted API key: fallback to the DeepSeek API is off (local only)",
             "set DEEPSEEK_API_KEY to enable it",
         )
-    try:
-        settings.check_hosted_endpoint()
-    except InsecureEndpointError as exc:
+    return await _deepseek_line(settings.hosted_base_url, key, settings, "DEEPSEEK_API_KEY")
+
+
+async def _deepseek_line(base_url: str, key: str, settings: Settings, variable: str) -> Line:
+    """Does DeepSeek's API (or one like it) accept the key? Asks the balance endpoint."""
+    import httpx
+
+    from dsollama._exceptions import InsecureEndpointError, redact
+    from dsollama._hosts import display_host, key_may_travel_to
+
+    if not key_may_travel_to(base_url):
+        exc = InsecureEndpointError(base_url)
         return Line("!!", str(exc), exc.hint or "")
-    url = _balance_url(settings.hosted_base_url)
-    where = display_host(settings.hosted_base_url)
+    url = _balance_url(base_url)
+    where = display_host(base_url)
     timeout = httpx.Timeout(BALANCE_TIMEOUT, connect=settings.connect_timeout)
     try:
         async with httpx.AsyncClient(timeout=timeout) as client:
@@ -144,7 +149,7 @@ async def hosted_line(settings: Settings) -> Line:
         return Line(
             "!!",
             f"hosted key set, but {where} could not be reached ({detail})",
-            "check the network, or DEEPSEEK_BASE_URL",
+            "check the network, or the base URL (DEEPSEEK_BASE_URL, or the route's base_url)",
         )
     if resp.status_code == 200:
         try:
@@ -166,7 +171,7 @@ async def hosted_line(settings: Settings) -> Line:
         return Line(
             "!!",
             f"hosted key refused by {where} (401)",
-            "check DEEPSEEK_API_KEY; create a key at https://platform.deepseek.com/api_keys",
+            f"check {variable}; create a key at https://platform.deepseek.com/api_keys",
         )
     if resp.status_code == 402:
         return Line(
@@ -186,22 +191,108 @@ async def hosted_line(settings: Settings) -> Line:
     )
 
 
+async def openai_route_line(config: RouteConfig, key: str | None, settings: Settings) -> Line:
+    """Does an OpenAI-format route answer, accept its key, and serve what it says it does?"""
+    import httpx
+
+    from dsollama._exceptions import redact
+    from dsollama._hosts import key_may_travel_to
+
+    name = config.name
+    if key and not key_may_travel_to(config.base_url):
+        return Line(
+            "!!",
+            f"{name}: refusing to send the API key over plain HTTP to {config.base_url}",
+            "use an https:// base_url (plain http only for this machine)",
+        )
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    timeout = httpx.Timeout(BALANCE_TIMEOUT, connect=settings.connect_timeout)
+    try:
+        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+            resp = await client.get(config.base_url.rstrip("/") + "/models", headers=headers)
+    except httpx.HTTPError as exc:
+        detail = redact(str(exc) or type(exc).__name__, [key] if key else [])
+        return Line(
+            "!!",
+            f"{name}: nothing answers at {config.base_url} ({detail})",
+            "start the server, or fix base_url in its [[routes]] table",
+        )
+    if resp.status_code in (401, 403):
+        return Line(
+            "!!",
+            f"{name}: the key was refused ({resp.status_code})",
+            f"check {config.key_env}" if config.key_env else "set key_env for this route",
+        )
+    if resp.status_code != 200:
+        return Line("!!", f"{name}: {config.base_url}/models answered HTTP {resp.status_code}")
+    try:
+        served = {str(m.get("id")) for m in resp.json().get("data", []) if isinstance(m, dict)}
+    except (ValueError, AttributeError):
+        served = set()
+    wanted = set(config.models) | set(config.model_map.values())
+    missing = sorted(wanted - served) if served else []
+    if missing:
+        return Line(
+            "!!",
+            f"{name}: answers, but does not serve {', '.join(missing)}",
+            "fix models / model_map in its [[routes]] table (the server lists: "
+            + (", ".join(sorted(served)[:5]) or "nothing")
+            + ")",
+        )
+    what = "private" if config.private else "third party"
+    return Line("ok", f"{name}: answers at {config.base_url} ({what}, {len(served)} model(s))")
+
+
+async def route_lines(host: str | None, settings: Settings) -> tuple[list[Line], bool]:
+    """A check per route with its next step, and whether any route is usable."""
+    from dsollama._routes import resolve_routes
+
+    if host is not None or not settings.routes:
+        daemon, reachable = await daemon_lines(host, settings)
+        return [*daemon, await hosted_line(settings)], reachable
+    usable = False
+    lines: list[Line] = []
+    for config in resolve_routes(settings):
+        if config.api == "ollama":
+            daemon, reachable = await daemon_lines(config.base_url, settings)
+            lines.extend(
+                Line(line.mark, f"{config.name}: {line.text}", line.next_step) for line in daemon
+            )
+            usable = usable or reachable
+            continue
+        key = config.key()
+        if config.key_env and key is None:
+            lines.append(Line("--", f"{config.name}: no key", f"set {config.key_env} to use it"))
+            continue
+        if config.names == "hosted" and key:
+            line = await _deepseek_line(config.base_url, key, settings, config.key_env or "its key")
+            line = Line(line.mark, f"{config.name}: {line.text}", line.next_step)
+        else:
+            line = await openai_route_line(config, key, settings)
+        if config.unverified:
+            line = Line(
+                line.mark, f"{line.text} (preset unverified: {config.unverified})", line.next_step
+            )
+        lines.append(line)
+        usable = usable or line.mark == "ok"
+    return lines, usable
+
+
 @click.command()
 @host_option
 def status(host: str | None) -> None:
-    """Check the daemon (reachable? version? loaded models?) and the hosted key."""
+    """Check every route: does it answer, is its key accepted, are its models there?
+
+    Without [[routes]] in the config file: the Ollama daemon (reachable? version? models?)
+    and the hosted key. Exit code 1 when no route can answer.
+    """
+    import asyncio
+
     from dsollama._config import load_settings
 
     settings = load_settings()
-
-    async def gather() -> tuple[list[Line], bool, Line]:
-        lines, reachable = await daemon_lines(host, settings)
-        return lines, reachable, await hosted_line(settings)
-
-    import asyncio
-
-    lines, reachable, hosted = asyncio.run(gather())
-    for line in [*lines, hosted]:
+    lines, usable = asyncio.run(route_lines(host, settings))
+    for line in lines:
         click.echo(line.render())
-    if not reachable:
+    if not usable:
         raise click.exceptions.Exit(1)

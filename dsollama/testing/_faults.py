@@ -152,9 +152,7 @@ class FaultPlan:
         with self._lock:
             return list(self._faults)
 
-    def take(
-        self, path: str, *, named_only: bool = False, body: bytes = b""
-    ) -> Fault | None:
+    def take(self, path: str, *, named_only: bool = False, body: bytes = b"") -> Fault | None:
         """The first fault matching ``path`` (and the model ``body`` asks for), counted
         down (removed when used up).
 
