@@ -85,6 +85,19 @@ def test_the_live_lines_show_routes_and_reasons(demo_output: tuple[str, str, Pat
     assert "answered hosted" not in plain  # the official client has nowhere else to go
 
 
+def test_the_estimates_shown_match_what_the_simulated_daemon_does(
+    demo_output: tuple[str, str, Path],
+) -> None:
+    stdout, _, _ = demo_output
+    line = next(line for line in stdout.splitlines() if line.startswith("What dsollama measured"))
+    measured = re.search(r"a cold load (\d+\.\d)s \(simulated (\d+(?:\.\d+)?)s\)", line)
+    assert measured, line  # a real load was seen, not a guess from the model's size
+    assert float(measured[1]) == pytest.approx(float(measured[2]), abs=0.35)
+    answer = re.search(r"an answer (\d+\.\d)s .*\(simulated (\d+\.\d)s\)", line)
+    assert answer, line
+    assert float(answer[1]) == pytest.approx(float(answer[2]), abs=0.35)
+
+
 def test_the_demo_provisions_with_progress(demo_output: tuple[str, str, Path]) -> None:
     stdout, _, _ = demo_output
     assert "a built-in copy" in stdout

@@ -15,6 +15,8 @@ import click
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from dsollama._client import AsyncClient
+    from dsollama._state import Estimates
     from dsollama.demo.burst import Outcome
     from dsollama.demo.live import LiveView
     from dsollama.demo.scenario import Scenario, SimulatedServers
@@ -85,14 +87,14 @@ async def _run(scenario: Scenario, live: bool, modelfiles_dir: str | None) -> No
     try:
         with SimulatedServers(scenario) as servers:
             await _provision(servers, folder, temporary, live)
-            ours = await _dsollama_round(servers, scenario, live)
+            ours, learned = await _dsollama_round(servers, scenario, live)
             # Cold again, so the official client starts where dsollama started.
             await servers.unload()
             plain = await _plain_round(servers, scenario, live)
     finally:
         if temporary:
             shutil.rmtree(folder, ignore_errors=True)
-    _finish(ours, plain, scenario, live, time.perf_counter() - started)
+    _finish(ours, plain, scenario, live, time.perf_counter() - started, learned)
 
 
 async def _provision(servers: SimulatedServers, folder: Path, temporary: bool, live: bool) -> None:
@@ -128,7 +130,7 @@ def _view(title: str, requests: int, live: bool) -> LiveView:
 
 async def _dsollama_round(
     servers: SimulatedServers, scenario: Scenario, live: bool
-) -> list[Outcome]:
+) -> tuple[list[Outcome], Estimates | None]:
     from dsollama._client import AsyncClient
     from dsollama.demo.burst import dsollama_burst
     from dsollama.demo.scenario import MODELFILE_NAME
@@ -144,11 +146,21 @@ async def _dsollama_round(
     view = _view(title, scenario.requests, live)
     try:
         async with AsyncClient(settings=servers.settings(), source="demo") as client:
-            return await dsollama_burst(
+            outcomes = await dsollama_burst(
                 client, MODELFILE_NAME, scenario.requests, scenario.spread_seconds, view
             )
+            return outcomes, await _learned(client, MODELFILE_NAME)
     finally:
         view.close()
+
+
+async def _learned(client: AsyncClient, model: str) -> Estimates | None:
+    """What the client measured of the local model (to set beside what was simulated)."""
+    from dsollama._routing.shapes import RouteChoice
+
+    daemon = client.daemon()
+    view = await client.router.state.view(RouteChoice(daemon, model, None))
+    return view.estimates
 
 
 async def _plain_round(servers: SimulatedServers, scenario: Scenario, live: bool) -> list[Outcome]:
@@ -177,7 +189,12 @@ async def _plain_round(servers: SimulatedServers, scenario: Scenario, live: bool
 
 
 def _finish(
-    ours: list[Outcome], plain: list[Outcome], scenario: Scenario, live: bool, elapsed: float
+    ours: list[Outcome],
+    plain: list[Outcome],
+    scenario: Scenario,
+    live: bool,
+    elapsed: float,
+    learned: Estimates | None,
 ) -> None:
     from dsollama.demo.summary import print_plain, print_rich, summarise
 
@@ -192,12 +209,30 @@ def _finish(
         print_plain(summaries, sys.stdout)
     for line in _reading(summaries, ours, scenario):
         _say(line, live=live)
+    if learned is not None:
+        _say(_estimates(learned, scenario), live=live)
     _say(
         f"Demo finished in {elapsed:.1f}s. Both servers were simulated; "
         "docs/demo.md explains how to read this.",
         live=live,
         style="dim",
     )
+
+
+def _estimates(learned: Estimates, scenario: Scenario) -> str:
+    """dsollama's measurements beside the simulation's settings: the two should agree."""
+    load = (
+        f"a cold load {learned.load_s:.1f}s (simulated {scenario.load_seconds:g}s)"
+        if learned.load_samples
+        else "no cold load measured yet"
+    )
+    answer = (
+        f"an answer {learned.generation_s:.1f}s after its first token "
+        f"(simulated {scenario.local_answer_seconds:.1f}s)"
+        if learned.samples
+        else "no local answer measured"
+    )
+    return f"What dsollama measured of the local model: {load}; {answer}."
 
 
 def _reading(summaries: list[Summary], outcomes: list[Outcome], scenario: Scenario) -> list[str]:
