@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
@@ -157,13 +158,14 @@ QueueItem = Delta | Failure
 
 @dataclass(eq=False)
 class Racer:
-    """One attempt on one route: a reader task feeding a queue."""
+    """One attempt on one route: a reader task delivering items to the call."""
 
     choice: RouteChoice
     attempt_no: int
     started: float
     started_wall: float
-    queue: asyncio.Queue[QueueItem] = field(default_factory=asyncio.Queue)
+    items: deque[QueueItem] = field(default_factory=deque)
+    "Delivered by the reader, not yet taken by the call."
     task: asyncio.Task[None] | None = None
     stats: StreamStats = field(default_factory=StreamStats)
     lease: Lease | None = None
@@ -173,7 +175,6 @@ class Racer:
     first_token_at: float | None = None
     predicted: float | None = None
     "Predicted seconds to the first token when the racer started."
-    peeked: QueueItem | None = None
     budget_spent: bool = False
     "True once this racer's first-token budget has passed (hedged, so no second deadline)."
     continuation: tuple[str, str] | None = None
