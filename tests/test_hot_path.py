@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 
+import dsollama
+from dsollama._call import chat_spec
+from dsollama._config import Settings
+from dsollama._routing import router as router_module
 from dsollama._routing import run
 
 from .conftest import USER, Stack
-
-pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
@@ -31,6 +33,7 @@ def deliveries(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     return handed
 
 
+@pytest.mark.anyio
 async def test_a_whole_answer_is_handed_over_twice_however_many_chunks(
     stack: Stack, kind: str, deliveries: list[Any]
 ) -> None:
@@ -45,3 +48,46 @@ async def test_a_whole_answer_is_handed_over_twice_however_many_chunks(
     assert whole.final.message.content == streamed.text
     assert whole.final.message.thinking == streamed.thinking
     assert whole.final.eval_count == streamed.final.eval_count
+
+
+def _two_daemons() -> dsollama.AsyncClient:
+    hosts = ("http://127.0.0.1:1", "http://127.0.0.1:2")  # never connected to here
+    return dsollama.AsyncClient(settings=Settings(ollama_hosts=hosts, log=False))
+
+
+@pytest.mark.anyio
+async def test_a_plan_is_made_once_and_still_ranked_per_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    planned: list[str] = []
+    plan_candidates = router_module.plan_candidates
+
+    def counted(model: str, *args: Any, **kwargs: Any) -> Any:
+        planned.append(model)
+        return plan_candidates(model, *args, **kwargs)
+
+    monkeypatch.setattr(router_module, "plan_candidates", counted)
+    client = _two_daemons()
+    router = client.router
+    spec = chat_spec("deepseek-r1:8b", USER, stream=False)
+    controls = client._controls(None)
+    first, second = router.plan(spec, controls)
+    assert (first.backend, second.backend) == (router.backends[0], router.backends[1])
+    # The first daemon gets busy (two requests for its one slot): the second is now
+    # predicted to answer sooner, and goes first, from the same plan.
+    for _ in range(2):
+        await router.state.admit(first, limit_s=None)
+    assert router.plan(spec, controls) == [second, first]
+    assert planned == ["deepseek-r1:8b"]
+    router.plan(chat_spec("deepseek-r1:14b", USER, stream=False), controls)
+    router.plan(spec, client._controls({"local_only": True}))
+    assert planned == ["deepseek-r1:8b", "deepseek-r1:14b", "deepseek-r1:8b"]
+
+
+def test_calls_without_routing_options_share_one_set_of_controls() -> None:
+    client = _two_daemons()
+    defaults = client._controls(None)
+    assert client._controls({}) is defaults
+    hedged = client._controls({"hedge": True, "total_timeout": 5})
+    assert (hedged.hedge, hedged.total_timeout) == (True, 5.0)
+    assert (defaults.hedge, defaults.total_timeout) == (False, client.settings.total_timeout)
