@@ -7,9 +7,9 @@ creates, blob uploads, and serve's pass-through. It owns
 - the connection: one transport (one pool, one TLS context) built once with the user's
   httpx options (headers, auth, transport, verify, cert, proxy), shared by the official
   ``ollama`` clients it holds (one per timeout class) and a plain httpx client for what the
-  official client does not cover (version, blobs, raw JSON) and for routed chat and
-  generate, whose requests the official client's models build (`_wire.local_request`)
-  and whose NDJSON answers are read here (`_wire.local`);
+  official client does not cover (version, blobs, raw JSON). Routed chat and generate
+  go out on the official client's own httpx client with the body its request models
+  build (`_wire.local_request`); their NDJSON answers are read here (`_wire.local`);
 - one error mapping (`classify_local_error`): the same failure is the same dsollama error
   whichever door it came through;
 - what it has learned about the daemon: its version (cached only from a real answer),
@@ -140,11 +140,16 @@ class OllamaDaemon:
             **options,
         }
         self._transport = transport
-        self._infer_timeout = http_timeout(self._settings)
-        self._infer = ollama.AsyncClient(self.host, timeout=self._infer_timeout, **shared)
-        # Routed chat and generate go out through `http` with exactly these headers: the
-        # official client's (its content type, accept and user agent), as it would send them.
-        self._infer_headers = dict(self._infer._client.headers)
+        self._infer = ollama.AsyncClient(self.host, timeout=http_timeout(self._settings), **shared)
+        # Routed chat and generate are sent on the official client's own httpx client
+        # (its base URL, headers, timeout and transport: the request it would send), to
+        # URLs resolved once: per-request headers and path parsing cost httpx more than
+        # the rest of the request.
+        self._infer_http: httpx.AsyncClient = self._infer._client
+        self._urls = {
+            op: self._infer_http.build_request("POST", f"/api/{op}").url
+            for op in ("chat", "generate")
+        }
         self.admin = ollama.AsyncClient(self.host, timeout=self.quick_timeout, **shared)
         "The official client for one-shot admin calls (list, show, ps, delete, copy)."
         self.long = ollama.AsyncClient(self.host, timeout=self.long_timeout, **shared)
@@ -345,7 +350,7 @@ class OllamaDaemon:
         """The answer as `Delta`s, read from the daemon's NDJSON stream.
 
         The request is the official client's, byte for byte (`_wire.local_request`), on
-        the same transport; the answer is read here rather than by the official client,
+        its own httpx client; the answer is read here rather than by the official client,
         which validates every line into a pydantic model — for an unpaced answer, more
         work than everything else dsollama does per chunk. The lines are checked all the
         same (`_wire.local`), and read to the end so the connection is reused.
@@ -355,10 +360,9 @@ class OllamaDaemon:
         operation: Literal["chat", "generate"] = "chat" if spec.operation == "chat" else "generate"
         try:
             splitter = ThinkSplitter(thinking_model=await self._inline_reasoning(model))
-            path, body = self._request_body(spec, model, messages)
-            async with self.http.stream(
-                "POST", path, json=body, headers=self._infer_headers, timeout=self._infer_timeout
-            ) as response:
+            body = self._request_body(spec, model, messages)
+            url = self._urls[operation]
+            async with self._infer_http.stream("POST", url, json=body) as response:
                 try:
                     response.raise_for_status()
                 except httpx.HTTPStatusError as exc:
@@ -396,12 +400,12 @@ class OllamaDaemon:
                 partial_text="".join(partial),
             )
 
-    def _request_body(self, spec: CallSpec, model: str, messages: Any) -> tuple[str, Any]:
-        """(path, JSON body) of the streamed request, as the official client makes it from
+    def _request_body(self, spec: CallSpec, model: str, messages: Any) -> dict[str, Any]:
+        """The JSON body of the streamed request, as the official client makes it from
         the caller's arguments (`_call` turns an empty ``suffix``, ``system``, ``template``
         or ``format`` into None, which the daemon reads the same way)."""
         if spec.operation == "chat":
-            return "/api/chat", chat_body(
+            return chat_body(
                 model=model,
                 messages=list(messages or []),
                 tools=list(spec.tools) if spec.tools else None,
@@ -412,7 +416,7 @@ class OllamaDaemon:
                 logprobs=spec.logprobs,
                 top_logprobs=spec.top_logprobs,
             )
-        return "/api/generate", generate_body(
+        return generate_body(
             model=model,
             prompt=spec.prompt,
             suffix=spec.suffix,

@@ -1,6 +1,7 @@
 """The JSON body of a streamed ``/api/chat`` or ``/api/generate``, built by the ``ollama`` package.
 
-The daemon backend sends these requests itself so that it can read the NDJSON answer
+The daemon backend sends these requests itself (on the official client's own httpx
+client) so that it can read the NDJSON answer
 without validating every line into a pydantic model (`local.parse_local_line` and
 `local.local_chunk_to_delta` check only the fields dsollama reads). The body is not
 re-implemented here: it is made by the official client's own request models and the
