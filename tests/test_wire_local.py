@@ -166,8 +166,10 @@ def test_ndjson_lines_are_whole_however_the_bytes_arrive() -> None:
 def test_a_line_is_parsed_as_the_official_client_reads_it() -> None:
     assert parse_local_line(b'{"response": "caf\xc3\xa9"}\r') == {"response": "café"}
     assert parse_local_line(b'{"response": "\xff"}') == {"response": "\ufffd"}
-    with pytest.raises(json.JSONDecodeError):
-        parse_local_line(b"")
+    assert parse_local_line(b'  {"done": true}  ') == {"done": True}
+    for broken in (b"", b"{", b'{"done": true} {"done": true}', b'{"done": true}x'):
+        with pytest.raises(json.JSONDecodeError):
+            parse_local_line(broken)
     with pytest.raises(ollama.ResponseError) as caught:
         parse_local_line(b'{"error": "model runner crashed"}')
     assert (caught.value.error, caught.value.status_code) == ("model runner crashed", -1)

@@ -51,6 +51,8 @@ logger = logging.getLogger("dsollama")
 _BATCH = 256
 
 GATHER_S = 0.2
+_ROWS_PER_YIELD = 16
+"Rows converted between two hand-backs of the GIL (a few hundred microseconds of work)."
 "How long the writer, woken by a record, lets further records gather before it stores."
 
 # In a str every surrogate code point is a lone one (a pair would be one character).
@@ -461,14 +463,17 @@ class CallLog:
     ) -> sqlite3.Connection | None:
         rows: list[Row] = []
         secrets = self._secrets
-        for rec, messages, keep in records:
+        for n, (rec, messages, keep) in enumerate(records, 1):
             try:
                 rows.append(record_to_row(rec, messages, log_content=keep, secrets=secrets))
             except Exception:
                 self._drop("error")
-            # Hand the GIL back between rows: JSON and regexes hold it, and a burst would
-            # otherwise make the caller's threads (the event loop) wait a switch interval.
-            time.sleep(0)
+            if n % _ROWS_PER_YIELD == 0:
+                # Hand the GIL back now and then: JSON and regexes hold it, and a burst
+                # would otherwise make the caller's threads (the event loop) wait a
+                # switch interval. Not after every row: each hand-back is a system call,
+                # which on a busy machine gives the CPU away as well.
+                time.sleep(0)
         with self._lock:
             pending, self._unpersisted = self._unpersisted, {}
         try:

@@ -94,6 +94,9 @@ class NdjsonLines:
         return held or None
 
 
+_raw_decode = json.JSONDecoder().raw_decode
+
+
 def parse_local_line(line: bytes) -> dict[str, Any]:
     """One NDJSON line of the daemon's answer, as the official client reads it.
 
@@ -102,7 +105,15 @@ def parse_local_line(line: bytes) -> dict[str, Any]:
     Undecodable bytes become U+FFFD, as httpx's text decoding (which the official client
     reads through) makes them.
     """
-    part = json.loads(line.decode("utf-8", "replace"))
+    text = line.decode("utf-8", "replace")
+    try:
+        # `json.loads` without its two whitespace scans: a daemon's line has none
+        # before the object, and what follows it is checked below.
+        part, end = _raw_decode(text)
+    except json.JSONDecodeError:
+        part, end = json.loads(text), len(text)  # leading whitespace, or the real error
+    if end != len(text) and not text[end:].isspace():
+        raise json.JSONDecodeError("Extra data", text, end)
     if type(part) is not dict:
         raise ShapeError("the line", "a JSON object", part)
     error = part.get("error")
@@ -185,14 +196,22 @@ def local_chunk_to_delta(
         message = part.get("message")
         if type(message) is not dict:
             raise ShapeError("message", "an object", message)
-        content = _text(message, "content", "message.")
-        thinking = _text(message, "thinking", "message.")
+        content = message.get("content")
+        if type(content) is not str:
+            content = _text(message, "content", "message.")
+        thinking = message.get("thinking")
+        if type(thinking) is not str:
+            thinking = _text(message, "thinking", "message.")
         raw_calls = message.get("tool_calls")
         if raw_calls is not None:
             calls = _tool_calls(raw_calls)
     else:
-        content = _text(part, "response", "")
-        thinking = _text(part, "thinking", "")
+        content = part.get("response")
+        if type(content) is not str:
+            content = _text(part, "response", "")
+        thinking = part.get("thinking")
+        if type(thinking) is not str:
+            thinking = _text(part, "thinking", "")
         raw_context = part.get("context")
         if raw_context is not None:
             if not isinstance(raw_context, list) or not all(
