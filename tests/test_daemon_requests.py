@@ -220,11 +220,14 @@ async def test_generate_bodies_are_the_official_clients_byte_for_byte(
 @pytest.mark.anyio
 async def test_the_answer_is_read_whatever_the_bytes_boundaries() -> None:
     # One byte per read: every line is split across reads, UTF-8 sequences too.
+    stamps = [f"2026-11-25T16:32:46.00000000{i}Z" for i in range(3)]
     lines = [
         {"model": "m", "message": {"role": "assistant", "content": "Caf"}, "done": False},
         {"model": "m", "message": {"role": "assistant", "content": "é ✓"}, "done": False},
         {**_FINAL, "message": {"role": "assistant", "content": ""}},
     ]
+    for line, stamp in zip(lines, stamps, strict=True):
+        line["created_at"] = stamp
     body = b"".join(json.dumps(line, ensure_ascii=False).encode() + b"\n" for line in lines)
 
     class OneByteAtATime(httpx.AsyncByteStream):
@@ -245,3 +248,6 @@ async def test_the_answer_is_read_whatever_the_bytes_boundaries() -> None:
     assert "".join(p.message.content for p in parts) == "Café ✓"
     assert whole.message.content == "Café ✓"
     assert whole.eval_count == 1
+    # The daemon's timestamps, as the official client shows them.
+    assert [p.created_at for p in parts] == stamps
+    assert whole.created_at == stamps[-1]

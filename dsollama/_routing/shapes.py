@@ -202,5 +202,6 @@ def merge_deltas(deltas: Sequence[Delta]) -> Delta:
         prompt_eval_duration_ns=final.prompt_eval_duration_ns,
         eval_duration_ns=final.eval_duration_ns,
         context=final.context,
+        created_at=final.created_at,
     )
     return merged

@@ -235,7 +235,13 @@ def local_chunk_to_delta(
             thinking += rest_thinking
             content += rest_content
 
-    delta = Delta(content=content, thinking=thinking, tool_calls=calls)
+    created_at = part.get("created_at")
+    delta = Delta(
+        content=content,
+        thinking=thinking,
+        tool_calls=calls,
+        created_at=created_at if type(created_at) is str else None,
+    )
     if done:
         model = part.get("model")
         done_reason = part.get("done_reason")
