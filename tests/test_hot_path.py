@@ -6,6 +6,7 @@ the guarantee it touches still holds.
 
 from __future__ import annotations
 
+from asyncio.selector_events import BaseSelectorEventLoop
 from typing import Any
 
 import pytest
@@ -91,3 +92,26 @@ def test_calls_without_routing_options_share_one_set_of_controls() -> None:
     hedged = client._controls({"hedge": True, "total_timeout": 5})
     assert (hedged.hedge, hedged.total_timeout) == (True, 5.0)
     assert (defaults.hedge, defaults.total_timeout) == (False, client.settings.total_timeout)
+
+
+@pytest.mark.anyio
+async def test_the_hosted_route_keeps_its_connection_from_call_to_call(
+    stack: Stack, kind: str, stream: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The body is read to its end after [DONE], so its connection goes back to the pool:
+    # a fresh connection per call (connect, then close) cost more than the call itself.
+    connects: list[Any] = []
+    sock_connect = BaseSelectorEventLoop.sock_connect
+
+    async def counted(self: Any, sock: Any, address: Any) -> None:
+        connects.append(address)
+        await sock_connect(self, sock, address)
+
+    monkeypatch.setattr(BaseSelectorEventLoop, "sock_connect", counted)
+    stack.ollama.refuse_connections()
+    client = stack.client(kind, breaker_cooldown=60.0)
+    for _ in range(3):
+        result = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER, stream=stream)
+        assert result.final.served_by.kind == "hosted"
+    hosted_port = int(stack.deepseek.url.rsplit(":", 1)[1])
+    assert [a[1] for a in connects].count(hosted_port) == 1
