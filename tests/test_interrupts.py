@@ -12,9 +12,11 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -180,6 +182,36 @@ def test_ctrl_c_exits_130_without_a_traceback(ollama: FakeOllama, chunks: int) -
     assert "Traceback" not in stderr
     assert stderr.rstrip().endswith("Aborted.")
     assert wait_until(lambda: ollama.in_flight(MODEL) == 0)
+
+
+def test_ctrl_c_inside_a_string_exec_still_exits_130(tmp_path: Path) -> None:
+    # dataclasses builds methods with exec(<string>), so a Ctrl-C during a command's lazy
+    # imports often lands in one; under `python -m`, CPython then ended the process with
+    # SIGINT (status -2) instead of our 130.
+    (tmp_path / "ctrl_c_probe.py").write_text(
+        textwrap.dedent(
+            """
+            import click
+            from dsollama import cli
+
+            @click.command()
+            def probe() -> None:
+                exec("import signal; signal.raise_signal(signal.SIGINT)", {})
+
+            cli._COMMANDS["probe"] = ("__main__", "probe", "")
+            cli.main(["probe"])
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "ctrl_c_probe"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.split() == ["Aborted."]
 
 
 def test_ctrl_c_during_an_interactive_answer_drops_it_and_the_chat_goes_on(
