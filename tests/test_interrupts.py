@@ -234,3 +234,26 @@ def test_ctrl_c_during_an_interactive_answer_drops_it_and_the_chat_goes_on(
     # The interrupted exchange is forgotten: the second question goes alone.
     assert [m["content"] for m in chats[1].json["messages"]] == ["second question"]
     assert wait_until(lambda: ollama.in_flight(MODEL) == 0)
+
+
+def test_ctrl_c_while_the_cli_itself_imports_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import builtins
+    import sys as _sys
+
+    from dsollama.__main__ import run
+
+    real_import = builtins.__import__
+
+    def interrupted(name: str, *args: object, **kwargs: object) -> object:
+        if name == "dsollama.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.delitem(_sys.modules, "dsollama.cli", raising=False)
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(SystemExit) as caught:
+        run()
+    assert caught.value.code == 130
+    assert capsys.readouterr().err == "Interrupted.\n"
