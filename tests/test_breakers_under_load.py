@@ -325,13 +325,6 @@ async def test_a_retry_does_not_go_to_a_route_whose_breaker_opened_after_its_fir
 # -- a slow route is not abandoned for one that cannot take the call ------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: at the first-token budget CallRun._budget_passed stops a slow route for an "
-    "'alternative' that RoutingState.viable() counts although its breaker is half-open with "
-    "another call's probe out; the alternative turns the call away and the stopped route is "
-    "not kept as a last resort, so the call fails although the slow route was answering",
-)
 async def test_a_slow_route_is_not_abandoned_for_a_route_that_cannot_take_the_call(
     stack: Stack,
 ) -> None:

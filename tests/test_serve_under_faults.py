@@ -9,7 +9,7 @@ with requests in flight. Then the hosted side is healthy again. What must hold:
   with ``done`` / ``[DONE]``), never a short answer that looks complete;
 - a request goes unanswered only when its routes could not answer it: the daemon was
   dead and the hosted side faulted (or its breaker was open after real failures), or a
-  stream broke with nowhere to continue (one known bug aside, see `KNOWN_BUG`);
+  stream broke with nowhere to continue;
 - once the faults have stopped, every request is answered: no breaker escalated once per
   failure keeps the healed route closed (before: 1,000 of 1,000 refused for minutes);
 - the hosted key appears in no response and no log line.
@@ -69,13 +69,6 @@ SETTINGS: dict[str, Any] = {
     "on_broken_stream": "continue",
     "local_slots": 2,
 }
-
-KNOWN_BUG = "slow route abandoned"
-"""A call stops a route that is only slow to its first token for an "alternative" that
-then cannot take it (a breaker half-open with another call's probe out, or a route that
-is busy because it just died), and fails although the slow route was answering. Shown
-on its own by test_breakers_under_load.py::
-test_a_slow_route_is_not_abandoned_for_a_route_that_cannot_take_the_call."""
 
 
 def hosted_faults(each: int) -> list[Fault]:
@@ -222,11 +215,6 @@ def refused_by_breaker(attempt: dict[str, Any]) -> bool:
 def why_unanswered(outcome: Outcome, killed_at: float) -> str:
     """Why a request got no answer, when its routes could not give one; else 'unexplained'."""
     attempts = outcome.attempts
-    if any(
-        a["outcome"] == "fallback" and "gave no first token" in (a.get("detail") or "")
-        for a in attempts
-    ):
-        return KNOWN_BUG
     message = json.dumps(outcome.error)
     if outcome.status == 200 and "broke after" in message:
         # Broken mid-answer with no route left to continue (never onto the route that
@@ -307,10 +295,10 @@ async def test_a_thousand_requests_through_serve_with_faults_are_answered_whole(
     assert unexplained == [], unexplained[:3]
     # Before the daemon died it could answer everything.
     early = [o for o in faulty if o.ended_at < killed_at and not o.answered]
-    assert {why[o.index] for o in early} <= {KNOWN_BUG}, early[:3]
+    assert early == [], early[:3]
     # Once the faults stopped, every request is answered, and none is refused by a breaker.
     late = [o for o in healthy if not o.answered]
-    assert {why[o.index] for o in late} <= {KNOWN_BUG}, late[:3]
+    assert late == [], late[:3]
     refused = [o for o in late if any(refused_by_breaker(a) for a in o.attempts)]
     assert refused == [], refused[:3]
 

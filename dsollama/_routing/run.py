@@ -354,6 +354,9 @@ class CallRun:
         else:
             self.book.note_reason(reason)
             await self._stop(racer, "fallback", error=error)
+            # Slow is not broken: if everything else fails, this route is still the last
+            # resort (without a budget, up to the deadline).
+            self.deferred.append(racer.choice)
 
     async def _staying_is_faster(self, racer: Racer) -> bool:
         """At the budget: keep waiting on a route we knowingly queued for?
