@@ -131,6 +131,7 @@ class _BaseClient:
             store=open_store(
                 settings.state_url,
                 namespace=settings.state_namespace,
+                op_timeout=settings.state_op_timeout,
                 breaker=BreakerConfig(
                     threshold=settings.breaker_threshold,
                     cooldown=settings.breaker_cooldown,

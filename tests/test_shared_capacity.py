@@ -107,3 +107,21 @@ async def test_a_redis_that_dies_mid_burst_fails_no_call(
         assert client.router.state.store.health().using_fallback
     finally:
         await client.aclose()
+
+
+async def test_closing_right_after_a_streamed_hosted_call_gives_its_slot_back(
+    stack: Stack, redis_server: RedisServer, redis_namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared = {"state_url": redis_server.url, "state_namespace": redis_namespace}
+    client = dsollama.AsyncClient(**stack.settings(policy="hosted-first", **shared))
+    with caplog.at_level(logging.WARNING, logger="dsollama"):
+        async for _ in await client.chat("deepseek-r1:8b", USER, stream=True, think=False):
+            pass
+        route = client.router.backends[-1].route
+        await client.aclose()  # before: the slot's release raced the store's closing
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    observer = dsollama.AsyncClient(**stack.settings(**shared))
+    try:
+        assert await observer.router.state.gate_count(route) == 0
+    finally:
+        await observer.aclose()

@@ -716,6 +716,10 @@ class CallRun:
         self.book.record_racer(racer, "ok")
         if racer in self.racers:
             self.racers.remove(racer)
+        if racer.task is not None and not racer.task.done():
+            # It reads the answer's tail and gives back its gate slot after the caller
+            # has the final chunk; closing the client waits for that.
+            self.router.settle(racer.task)
         if final is not None and racer.choice.backend.api == "openai":
             self.book.usage = HostedUsage(
                 prompt_tokens=final.prompt_tokens or 0,
