@@ -12,7 +12,7 @@ a sink.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -32,6 +32,7 @@ from .admin import AdminGate, admin_policy
 from .errors import ApiError, dialect_for, from_exception, render
 from .info import EXPOSED_HEADERS, dsollama_version
 from .observe import ObserveMiddleware, ServeMetrics
+from .router_metrics import register_router_metrics
 from .security import AuthMiddleware, HostGuard, origin_pattern
 from .state import DEFAULT_MAX_BODY, ServeState
 
@@ -155,25 +156,7 @@ def create_app(
         admin=admin,
     )
 
-    def breakers() -> Iterable[tuple[tuple[str, ...], float]]:
-        if state.client is None:
-            return []
-        status = state.client.router.status()["breakers"]
-        # Route-level breakers only: the labels stay the configured routes (a closed set),
-        # never a model name a request made up.
-        routes = {b.route for b in state.client.router.backends}
-        return [
-            ((route,), 1.0 if b["state"] == "open" else 0.0)
-            for route, b in status.items()
-            if route in routes
-        ]
-
-    metrics.registry.gauge(
-        "dsollama_route_breaker_open",
-        "1 while a route's breaker keeps calls off it, else 0.",
-        ("route",),
-        collect=breakers,
-    )
+    register_router_metrics(metrics.registry, lambda: state.client)
     metrics.registry.gauge(
         "dsollama_build_info",
         "dsollama's version.",
