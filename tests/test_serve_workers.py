@@ -183,5 +183,6 @@ def test_two_workers_share_the_port_and_stop_together(
     assert rest[-1]["done"] is True  # the answer in flight finished before its worker stopped
     assert process.returncode == 0, err
     assert "dsollama serve stopped." in err
+    assert f"chat {MODEL} -> local" in err  # the workers log their calls too
     assert not any(_alive(pid) for pid in workers)
     assert _refused(url)

@@ -235,7 +235,7 @@ def serve(
     from dsollama.serve.admin import admin_policy
     from dsollama.serve.run import ServeOptions
     from dsollama.serve.run import serve as run
-    from dsollama.serve.server import bind, setup_logging, url_for
+    from dsollama.serve.server import bind, url_for
 
     options = ServeOptions(
         settings=settings,
@@ -259,7 +259,7 @@ def serve(
     )
     sock = bind(settings.serve_host, settings.serve_port)
     url = _client_url(url_for(sock))
-    setup_logging(log_level)
+    _setup_logging(log_level)
     limits = (
         f"headers within {header_timeout:g}s, bodies within {body_timeout:g}s, "
         f"{max_connections} connections (503 past it)"
@@ -272,6 +272,13 @@ def serve(
     finally:
         sock.close()
     click.echo("dsollama serve stopped.", err=True)
+
+
+def _setup_logging(level: str) -> None:
+    # The process's "dsollama" logger is the command's to configure (tests keep it as is).
+    from dsollama.serve.server import setup_logging
+
+    setup_logging(level)
 
 
 def _content_notice(settings: Any) -> None:

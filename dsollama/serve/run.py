@@ -31,8 +31,9 @@ from uvicorn.supervisors import Multiprocess
 
 from .._config import Settings
 from .._exceptions import ConfigError
+from . import server
 from .app import DEFAULT_MAX_BODY, create_app
-from .server import DEFAULT_MAX_CONNECTIONS, config_options, make_server, setup_logging
+from .server import DEFAULT_MAX_CONNECTIONS, config_options, setup_logging
 from .slow_clients import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, guarded_protocol
 
 __all__ = ["ServeOptions", "serve"]
@@ -109,7 +110,8 @@ class WorkerConfig(uvicorn.Config):
 def serve(options: ServeOptions, sock: socket.socket, *, workers: int = 1) -> None:
     """Serve on ``sock`` until SIGINT or SIGTERM (see the module docstring)."""
     if workers == 1:
-        server = make_server(
+        # Looked up when called (not imported by name), so a test can stand in for it.
+        single = server.make_server(
             options.app(),
             grace=options.grace,
             log_level=options.log_level,
@@ -118,7 +120,7 @@ def serve(options: ServeOptions, sock: socket.socket, *, workers: int = 1) -> No
             body_timeout=options.body_timeout,
             max_connections=options.max_connections,
         )
-        server.run(sockets=[sock])
+        single.run(sockets=[sock])
         return
     supervisor = Multiprocess(WorkerConfig(options, workers), sockets=[sock])
     supervisor.run()
