@@ -9,6 +9,7 @@ no call and leaves the server ready.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,6 +23,22 @@ from .serve_harness import MODEL, USER, Served, http, serving
 from .test_serve_ops import metric, parse_metrics
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+
+@pytest.fixture(autouse=True)
+def patient_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store operations with seconds, not the default 50 ms, to answer.
+
+    A test machine under load can take longer than 50 ms with Redis up, and the replica
+    would then rightly route on its own view; these tests are about sharing, and about a
+    Redis that is gone (a refused connection, whatever the deadline).
+    """
+    from dsollama import _client
+    from dsollama._state.open import open_store
+
+    patient = functools.partial(open_store, op_timeout=2.0, wait_limit=4.0)
+    monkeypatch.setattr(_client, "open_store", patient)
+
 
 CHAT = {"model": MODEL, "messages": USER, "think": False}
 

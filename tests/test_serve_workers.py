@@ -89,6 +89,28 @@ def test_more_than_one_worker_needs_a_shared_store(
     assert ran == []
 
 
+def test_a_worker_whose_app_cannot_be_built_exits_as_a_startup_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from uvicorn.config import STARTUP_FAILURE
+
+    from dsollama._config import load_settings
+    from dsollama._exceptions import ConfigError
+    from dsollama.serve import run
+
+    def broken(**options: Any) -> Any:
+        raise ConfigError("cannot build the app")
+
+    monkeypatch.setattr(run, "create_app", broken)
+    # The process's "dsollama" logger stays as the other tests expect it.
+    monkeypatch.setattr(run, "setup_logging", lambda level: None)
+    config = run.WorkerConfig(run.ServeOptions(settings=load_settings()), workers=2)
+    with pytest.raises(SystemExit) as exited:
+        config.load()  # what each worker does first
+    # uvicorn's supervisor stops on this status rather than start the worker again.
+    assert exited.value.code == STARTUP_FAILURE
+
+
 # -- real worker processes ------------------------------------------------------------------
 
 
@@ -186,3 +208,29 @@ def test_two_workers_share_the_port_and_stop_together(
     assert f"chat {MODEL} -> local" in err  # the workers log their calls too
     assert not any(_alive(pid) for pid in workers)
     assert _refused(url)
+
+
+@pytest.mark.redis
+def test_a_worker_that_cannot_start_stops_the_server_instead_of_restarting(
+    redis_server: RedisServer, tmp_path: Any
+) -> None:
+    env = {
+        **os.environ,
+        "DSOLLAMA_LOG": "off",
+        # Read by each worker's client at startup, not by the command: only workers fail.
+        "DSOLLAMA_CATALOGUE_PATH": str(tmp_path / "missing.toml"),
+    }
+    command = [sys.executable, "-m", "dsollama", "serve", "--port", "0", "--workers", "2"]
+    done = subprocess.run(
+        [*command, "--state", redis_server.url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=90,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "missing.toml does not exist" in done.stderr  # the worker's own error
+    assert done.stderr.rstrip().endswith(
+        "Error: a worker process failed to start, so the server stopped — its error is in the "
+        "log above"
+    )

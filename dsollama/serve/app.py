@@ -12,6 +12,7 @@ a sink.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from .._routing.shapes import CallSink
 
 __all__ = ["DEFAULT_MAX_BODY", "create_app"]
+
+logger = logging.getLogger("dsollama.serve")
 
 
 def _routes() -> list[Route]:
@@ -170,9 +173,15 @@ def create_app(
         if client is None:
             from .._client import AsyncClient
 
-            state.client = AsyncClient(
-                settings=settings, source="serve", sinks=[metrics.calls, *sinks]
-            )
+            try:
+                state.client = AsyncClient(
+                    settings=settings, source="serve", sinks=[metrics.calls, *sinks]
+                )
+            except DsollamaError as exc:
+                # uvicorn reports a failed startup as a traceback, escaped and cut short in
+                # the log: say what is wrong, and the fix, in one line of its own.
+                logger.error("dsollama serve cannot start: %s", exc.one_line())
+                raise
         else:
             state.client = client
             client.router.sinks.append(metrics.calls)

@@ -67,7 +67,8 @@ class ServeOptions:
             allow_admin=self.allow_admin,
         )
 
-    def config_options(self) -> dict[str, Any]:
+    def uvicorn_options(self) -> dict[str, Any]:
+        """`uvicorn.Config` keywords (all but the app and its HTTP protocol)."""
         return config_options(
             grace=self.grace,
             log_level=self.log_level,
@@ -87,7 +88,7 @@ class WorkerConfig(uvicorn.Config):
     def __init__(self, options: ServeOptions, workers: int) -> None:
         self.options = options  # before uvicorn's __init__, which sets up logging
         super().__init__(
-            options.app, factory=True, workers=workers, http="h11", **options.config_options()
+            options.app, factory=True, workers=workers, http="h11", **options.uvicorn_options()
         )
 
     def configure_logging(self) -> None:
