@@ -43,7 +43,9 @@ class ServeState:
     started_at: float = field(default_factory=time.time)
     client: AsyncClient | None = None
     proxy: httpx.AsyncClient | None = None
-    "Plain HTTP to the first local daemon, for the routes that pass through."
+    "Plain HTTP to the local daemons, for the routes that pass through and the model list."
+    declared: dict[str, list[str]] | None = None
+    "The names each route declares, by route name (`models`, read once)."
 
     @property
     def ai(self) -> AsyncClient:
@@ -59,6 +61,10 @@ class ServeState:
 
     @property
     def daemon_url(self) -> str:
+        """The first Ollama route's daemon: where provisioning goes."""
+        for backend in self.ai.router.backends:
+            if backend.api == "ollama":
+                return backend.config.base_url
         return self.ai.settings.ollama_hosts[0]
 
     @property
@@ -67,10 +73,11 @@ class ServeState:
 
     @property
     def hosted_configured(self) -> bool:
-        """True when answers may come from the hosted API at all (key set, not local-only)."""
+        """True when answers may come from a third party at all: a third-party route is
+        usable (its key is set), the server is not local-only, and fallback is on."""
         s = self.ai.settings
         return (
-            s.hosted_api_key is not None
+            any(not b.config.private for b in self.ai.router.backends)
             and not self.local_only
             and (s.fallback or s.policy == "hosted-first")
         )
