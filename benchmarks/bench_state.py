@@ -4,7 +4,7 @@ Redis over loopback.
 Per call the router takes a lease (``admit``), marks its first token and finishes it:
 the *lease cycle*. With breakers it also asks for a pass and reports the outcome: the
 *full call*, five operations. Each is timed end to end, one call at a time (latency, not
-throughput), for:
+throughput), beside a bare PING (one round trip, what the Redis figures are made of), for:
 
 - ``memory``: `MemoryStore`, this process only (the default);
 - ``redis``: `RedisStore`, every operation one round trip to a local ``redis-server``;
@@ -56,12 +56,14 @@ async def _full_call(store: Any, priors: Any, slots: int = 4) -> None:
 
 
 async def _interleaved(
-    stores: dict[str, Any], priors: Any, calls: int, warmup: int
+    stores: dict[str, Any], priors: Any, calls: int, warmup: int, ping: Any
 ) -> dict[str, dict[str, Any]]:
     """Each kind of call on each store in turn, so drift in the machine's speed hits
-    every store alike."""
+    every store alike; and one bare PING (``ping``) each turn: the round trip itself,
+    which the Redis figures are made of (a lease cycle is three)."""
     kinds = {"lease_cycle_s": _lease_cycle, "full_call_s": _full_call}
     samples: dict[tuple[str, str], list[float]] = {(n, k): [] for n in stores for k in kinds}
+    round_trips: list[float] = []
     for i in range(warmup + calls):
         for name, store in stores.items():
             for kind, call in kinds.items():
@@ -69,9 +71,14 @@ async def _interleaved(
                 await call(store, priors)
                 if i >= warmup:
                     samples[(name, kind)].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        await ping()
+        if i >= warmup:
+            round_trips.append(time.perf_counter() - started)
     out: dict[str, dict[str, Any]] = {name: {} for name in stores}
     for (name, kind), values in samples.items():
         out[name][kind] = {"calls": len(values), **percentiles(values)}
+    out["redis"]["round_trip_s"] = {"calls": len(round_trips), **percentiles(round_trips)}
     return out
 
 
@@ -112,14 +119,18 @@ async def _measure(url: str, calls: int, warmup: int, concurrency: int) -> dict[
             RedisStore(url, namespace="bench-shared", op_timeout=1.0), op_timeout=1.0
         ),
     }
+    import redis.asyncio
+
+    bare = redis.asyncio.Redis.from_url(url)
     try:
-        out = await _interleaved(stores, priors, calls, warmup)
+        out = await _interleaved(stores, priors, calls, warmup, bare.ping)
         shared = stores["shared"]
         out["shared"]["burst_s"] = await _burst(
             shared, priors, concurrency, max(1, calls // concurrency)
         )
         out["shared"]["fallbacks"] = shared.health().fallbacks
     finally:
+        await bare.aclose()
         for store in stores.values():
             await store.aclose()
     return out

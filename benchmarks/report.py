@@ -744,6 +744,9 @@ def _vllm_burst(b: dict[str, Any]) -> list[str]:
         "sends the burst, or two send half each, trained and released as in section 6. "
         "*Server metrics*: each process also reads the server's "
         "`vllm:num_requests_running` / `waiting` (a reading is reused for up to 0.25 s). "
+        "A reading is a snapshot: processes that read it at the same instant see none of "
+        "each other's requests, which only a shared count (check-and-take in one store) "
+        "accounts for. "
         f"{b['rounds']} burst(s) per configuration. Baseline: one process, own count.",
         "",
         *_table(_SHARED_HEADERS, _shared_rows(b["configs"], label, b["baseline"])),
@@ -815,20 +818,34 @@ def _state(b: dict[str, Any]) -> list[str]:
         ]
     )
     burst = b.get("shared", {}).get("burst_s", {})
+    trip = b.get("redis", {}).get("round_trip_s")
+    load = b.get("load_average") or {}
     lines = [
         title,
         "",
         "What a call pays the state store on the healthy path, one call at a time, each "
         "store in turn (`benchmarks/bench_state.py`, Redis on loopback, started by the "
-        "benchmark). *Lease cycle*: admit, first token, finish — what every call does. *Full "
-        "call*: the same plus asking and telling a breaker, which the router does only when "
-        "a breaker is not known closed (it believes a closed one for 0.5 s). "
-        f"{b.get('memory', {}).get('lease_cycle_s', {}).get('calls', '?')} calls per store "
-        "and kind.",
+        "benchmark). *Lease cycle*: admit, first token, finish — what every call does, three "
+        "round trips to Redis. *Full call*: the same plus asking and telling a breaker, which "
+        "the router does only when a breaker is not known closed (it believes a closed one "
+        f"for 0.5 s). {b.get('memory', {}).get('lease_cycle_s', {}).get('calls', '?')} calls "
+        "per store and kind.",
         "",
         *_table(("store", "lease cycle p50 / p99", "full call p50 / p99"), rows),
         "",
     ]
+    if trip:
+        lines += [
+            f"One bare PING to the same Redis, timed between them: {_ms_fine(trip.get('p50'))} "
+            f"/ {_ms_fine(trip.get('p99'))} (p50 / p99): the machine's round trip, of which the "
+            "Redis figures are multiples"
+            + (
+                f" (1-minute load average {load['before']} before, {load.get('after')} after)."
+                if load.get("before") is not None
+                else "."
+            ),
+            "",
+        ]
     if burst:
         lines += [
             f"A burst through the shared store ({burst['concurrency']} calls at once, "

@@ -371,8 +371,13 @@ def _shared_results() -> dict[str, Any]:
     cell = {"calls": 100, "p50": 0.0001, "p95": 0.0002, "p99": 0.0003}
     redis_cell = {"calls": 100, "p50": 0.0004, "p95": 0.0008, "p99": 0.0011}
     state = {
+        "load_average": {"before": 9.5, "after": 9.25},
         "memory": {"lease_cycle_s": cell, "full_call_s": cell},
-        "redis": {"lease_cycle_s": redis_cell, "full_call_s": redis_cell},
+        "redis": {
+            "lease_cycle_s": redis_cell,
+            "full_call_s": redis_cell,
+            "round_trip_s": {"calls": 100, "p50": 0.00015, "p95": 0.0002, "p99": 0.0004},
+        },
         "shared": {
             "lease_cycle_s": redis_cell,
             "full_call_s": redis_cell,
@@ -424,6 +429,8 @@ def test_the_document_reports_the_shared_capacity_targets() -> None:
     assert '| 2 processes × 6, server metrics (`load_signal = "vllm"`) |' in doc
     assert "| two serves, each its own view | 24/24 |" in doc
     assert "| **added by sharing** (shared − in-process) | +0.300 ms / +0.800 ms |" in doc
+    assert "One bare PING to the same Redis, timed between them: 0.150 ms / 0.400 ms" in doc
+    assert "(1-minute load average 9.5 before, 9.25 after)." in doc
 
 
 def test_a_section_without_redis_says_why() -> None:
