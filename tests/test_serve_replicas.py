@@ -9,7 +9,6 @@ no call and leaves the server ready.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,17 +26,13 @@ pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 @pytest.fixture(autouse=True)
 def patient_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Store operations with seconds, not the default 50 ms, to answer.
+    """Store operations with seconds, not the default tens of milliseconds, to answer.
 
-    A test machine under load can take longer than 50 ms with Redis up, and the replica
+    A test machine under load can take longer than that with Redis up, and the replica
     would then rightly route on its own view; these tests are about sharing, and about a
     Redis that is gone (a refused connection, whatever the deadline).
     """
-    from dsollama import _client
-    from dsollama._state.open import open_store
-
-    patient = functools.partial(open_store, op_timeout=2.0, wait_limit=4.0)
-    monkeypatch.setattr(_client, "open_store", patient)
+    monkeypatch.setenv("DSOLLAMA_STATE_OP_TIMEOUT", "2.0")
 
 
 CHAT = {"model": MODEL, "messages": USER, "think": False}
