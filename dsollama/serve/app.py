@@ -16,7 +16,6 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -185,20 +184,9 @@ def create_app(
         else:
             state.client = client
             client.router.sinks.append(metrics.calls)
-        state.proxy = httpx.AsyncClient(
-            # Provisioning answers may pause for minutes (a quantize, a slow registry);
-            # the client on the other side owns that deadline, and its disconnect ends it.
-            timeout=httpx.Timeout(
-                connect=settings.connect_timeout, read=None, write=None, pool=None
-            ),
-            # Loading the CA bundle costs ~50 ms per start; only an https daemon needs it.
-            verify=any(h.startswith("https://") for h in settings.ollama_hosts),
-            trust_env=False,
-        )
         try:
             yield
         finally:
-            await state.proxy.aclose()
             if owned:
                 await state.client.aclose()
             else:

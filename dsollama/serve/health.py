@@ -42,10 +42,10 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok", "version": dsollama_version(), "pid": os.getpid()})
 
 
-async def _probe_local(state: ServeState, endpoint: str) -> dict[str, Any]:
+async def _probe_local(state: ServeState, route: str) -> dict[str, Any]:
     timeout = state.ai.settings.connect_timeout
     try:
-        response = await state.http.get(f"{endpoint}/api/version", timeout=timeout)
+        response = await state.daemon(route).http.get("/api/version", timeout=timeout)
         response.raise_for_status()
         reported = response.json().get("version")
     except (httpx.HTTPError, ValueError) as exc:
@@ -76,7 +76,7 @@ async def readyz(request: Request) -> Response:
     # Breakers as the store holds them (every process sharing it), asked alongside the
     # probes; asking also tells how the store is doing right now.
     probes, breakers = await asyncio.gather(
-        asyncio.gather(*(_probe_local(state, b.endpoint) for b in daemons)),
+        asyncio.gather(*(_probe_local(state, b.route) for b in daemons)),
         asyncio.gather(*(router.breaker_state(b.route) for b in router.backends)),
     )
     probed = dict(zip((b.route for b in daemons), probes, strict=True))

@@ -30,9 +30,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import ollama
 
-from .._exceptions import redact
-from .._wire.local import classify_local_error
 from .errors import ApiError, from_exception
 from .state import ServeState
 
@@ -135,16 +134,15 @@ async def _daemon_tags(
 ) -> tuple[list[dict[str, Any]], ApiError | None]:
     """A daemon's ``/api/tags`` models, or an error saying why they could not be read."""
     host = route.base_url
+    daemon = state.daemon(route.name)
     try:
-        response = await state.http.get(f"{host}/api/tags", headers=dict(route.headers))
+        response = await daemon.http.get("/api/tags")
     except httpx.HTTPError as exc:
-        return [], from_exception(classify_local_error(exc, host=host))
+        return [], from_exception(daemon.error(exc))
     if response.status_code != 200:
-        return [], ApiError(
-            502,
-            f"the Ollama daemon at {host} answered /api/tags with {response.status_code}: "
-            f"{redact(response.text[:200])}",
-        )
+        # The same mapping as every other door to the daemon: a 404 is a 404, a 500 a 5xx.
+        failure = ollama.ResponseError(response.text, response.status_code)
+        return [], from_exception(daemon.error(failure))
     try:
         models = response.json().get("models") or []
     except (ValueError, AttributeError):

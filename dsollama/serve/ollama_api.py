@@ -19,7 +19,6 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from .._wire.local import classify_local_error
 from . import models
 from .errors import ApiError, from_exception
 from .info import HEADER_LOCAL_ERROR, HEADER_VERSION, dsollama_version, header_value
@@ -317,11 +316,12 @@ async def ps(request: Request) -> Response:
     """Loaded models on the daemon; an empty list when it is down but hosted can answer."""
     state = state_of(request)
     try:
-        response = await state.http.get(f"{state.daemon_url}/api/ps")
+        daemon = state.daemon()
+        response = await daemon.http.get("/api/ps")
     except httpx.HTTPError as exc:
         if any(r.api != "ollama" for r in models.offered_routes(state)):
             return JSONResponse({"models": []}, headers={HEADER_VERSION: dsollama_version()})
-        raise from_exception(classify_local_error(exc, host=state.daemon_url)) from exc
+        raise from_exception(state.daemon().error(exc)) from exc
     return Response(
         response.content,
         status_code=response.status_code,
@@ -334,7 +334,7 @@ async def version_route(request: Request) -> Response:
     state = state_of(request)
     reported = ASSUMED_DAEMON_VERSION
     try:
-        response = await state.http.get(f"{state.daemon_url}/api/version")
+        response = await state.daemon().http.get("/api/version")
         value = response.json().get("version") if response.status_code == 200 else None
         if isinstance(value, str) and value:
             reported = value

@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
+from .._backends.daemon import OllamaDaemon
 from .errors import ApiError
 from .validate import Body, parse_json_object, read_limited
 
 if TYPE_CHECKING:
-    import httpx
-
     from .._client import AsyncClient
     from .._config import Settings
     from .admin import AdminPolicy
@@ -42,8 +41,6 @@ class ServeState:
     "Who may use the provisioning routes (set by create_app)."
     started_at: float = field(default_factory=time.time)
     client: AsyncClient | None = None
-    proxy: httpx.AsyncClient | None = None
-    "Plain HTTP to the local daemons, for the routes that pass through and the model list."
     declared: dict[str, list[str]] | None = None
     "The names each route declares, by route name (`models`, read once)."
 
@@ -53,19 +50,23 @@ class ServeState:
             raise ApiError(503, "dsollama serve is still starting; retry in a moment")
         return self.client
 
-    @property
-    def http(self) -> httpx.AsyncClient:
-        if self.proxy is None:  # pragma: no cover - only before the lifespan started
-            raise ApiError(503, "dsollama serve is still starting; retry in a moment")
-        return self.proxy
+    def daemon(self, route: str | None = None) -> OllamaDaemon:
+        """The daemon's one owner (the first Ollama route's, or ``route``'s): provisioning,
+        the model list and the pass-through go through the same connection and the same
+        error mapping as the routed calls."""
+        for backend in self.ai.router.backends:
+            if isinstance(backend, OllamaDaemon) and route in (None, backend.route):
+                return backend
+        raise ApiError(
+            404,
+            "this server has no Ollama route to pass the request to",
+            code="no_daemon",
+        )
 
     @property
     def daemon_url(self) -> str:
         """The first Ollama route's daemon: where provisioning goes."""
-        for backend in self.ai.router.backends:
-            if backend.api == "ollama":
-                return backend.config.base_url
-        return self.ai.settings.ollama_hosts[0]
+        return self.daemon().host
 
     @property
     def local_only(self) -> bool:
