@@ -107,15 +107,25 @@ class Double:
         return sum(1 for item in items if str(item["path"]).endswith(suffix))
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Until the Ollama double has nothing in flight (a finished burst drained)."""
-        if self.which != "ollama":
+        """Until the Ollama or vLLM double has nothing in flight (a finished burst drained)."""
+        if self.which not in ("ollama", "vllm"):
             return True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self.control("GET", "state")["in_flight"]:
+            if not self._busy():
                 return True
             time.sleep(0.05)  # polling another process: there is no event to wait on
         return False
+
+    def _busy(self) -> bool:
+        if self.which == "ollama":
+            return bool(self.control("GET", "state")["in_flight"])
+        from dsollama._backends.loadsignal import METRIC_NAMES, queues_from_metrics
+
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        queues = queues_from_metrics(text, METRIC_NAMES["vllm"])
+        return any(q.running or q.waiting for q in queues.values())
 
     def stop(self) -> None:
         self.process.terminate()

@@ -19,6 +19,7 @@ give a first token within B to ``floor((B - P) / S) + 1`` requests of a burst.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -270,11 +272,9 @@ def _targets(n: int, sc: Scenario, runs: dict[str, dict[str, Any]]) -> dict[str,
     return out
 
 
-def _sizes(
-    sc: Scenario, sizes: tuple[int, ...], chosen: list[str], litellm_python: Path | None
-) -> dict[str, Any]:
-    """Start both doubles for ``sc`` and run every chosen variant at every size."""
-    out: dict[str, Any] = {}
+@contextlib.contextmanager
+def doubles(sc: Scenario) -> Iterator[tuple[Double, Double]]:
+    """The Ollama and DeepSeek doubles of ``sc``, each in its own process, model warm."""
     with (
         Double(
             "ollama",
@@ -293,24 +293,38 @@ def _sizes(
             "--keep-alive-seconds",
             "-1",
         ) as ollama,
-        Double(
-            "deepseek",
-            "--first-token-seconds",
-            str(sc.hosted_first_token_seconds),
-            "--tokens-per-second",
-            str(sc.hosted_tokens_per_second),
-            "--answer-tokens",
-            str(sc.answer_tokens),
-            "--thinking-tokens",
-            "0",
-            *(
-                ["--concurrency-limit", str(sc.hosted_concurrency_limit)]
-                if sc.hosted_concurrency_limit is not None
-                else []
-            ),
-        ) as hosted,
+        hosted_double(sc) as hosted,
     ):
         _warm(ollama)
+        yield ollama, hosted
+
+
+def hosted_double(sc: Scenario) -> Double:
+    """The DeepSeek double of ``sc`` in its own process."""
+    return Double(
+        "deepseek",
+        "--first-token-seconds",
+        str(sc.hosted_first_token_seconds),
+        "--tokens-per-second",
+        str(sc.hosted_tokens_per_second),
+        "--answer-tokens",
+        str(sc.answer_tokens),
+        "--thinking-tokens",
+        "0",
+        *(
+            ["--concurrency-limit", str(sc.hosted_concurrency_limit)]
+            if sc.hosted_concurrency_limit is not None
+            else []
+        ),
+    )
+
+
+def _sizes(
+    sc: Scenario, sizes: tuple[int, ...], chosen: list[str], litellm_python: Path | None
+) -> dict[str, Any]:
+    """Start both doubles for ``sc`` and run every chosen variant at every size."""
+    out: dict[str, Any] = {}
+    with doubles(sc) as (ollama, hosted):
         for n in sizes:
             runs = {v: _run_one(v, n, sc, ollama, hosted, litellm_python) for v in chosen}
             out[str(n)] = {

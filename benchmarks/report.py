@@ -156,6 +156,7 @@ def _headline(results: dict[str, Any]) -> list[str]:
                 _mark(ours["failed"] == 0),
             ]
         )
+    rows += _shared_targets(b)
     dead = b.get("dead_daemon", {})
     if "added_ttft_s" in dead:
         added = dead["added_ttft_s"]
@@ -177,6 +178,96 @@ def _headline(results: dict[str, Any]) -> list[str]:
             ]
         )
     return ["## Targets", "", *_table(("target", "result", ""), rows), ""]
+
+
+def _within(name: str, c: dict[str, Any], base: dict[str, Any]) -> str:
+    versus = c["versus_baseline"]
+    return (
+        f"{name}: p99 {_ms(c['ttft']['p99'])} vs {_ms(base['ttft']['p99'])} "
+        f"({_ratio(versus['ttft_p99'])}), hosted {_per_burst(c['hosted_per_burst'])} vs "
+        f"{_per_burst(base['hosted_per_burst'])} per burst"
+    )
+
+
+def _shared_targets(b: dict[str, Any]) -> list[list[str]]:
+    """The target rows of the shared-capacity benchmarks (sections 6 to 9)."""
+    rows: list[list[str]] = []
+    shared = b.get("shared_burst", {})
+    configs = shared.get("configs", {})
+    base = configs.get(shared.get("baseline", ""))
+    for name, c in configs.items():
+        if base is None or c["store"] != "redis" or c["processes"] == 1:
+            continue
+        split = f"{c['processes']} × {c['per_process']}"
+        without = configs.get(name.replace("-redis", "-memory"))
+        result = _within("Redis", c, base)
+        if without is not None:
+            result += (
+                f"; in-process store: p99 {_ms(without['ttft']['p99'])} "
+                f"({_ratio(without['versus_baseline']['ttft_p99'])}), "
+                f"{_per_burst(without['waited_per_burst'])} waited the budget out per burst"
+            )
+        rows.append(
+            [
+                f"Shared store, {split} processes: first-token p99 and hosted share within "
+                f"one request of {base['processes']} × {base['per_process']}",
+                result,
+                _mark(c["versus_baseline"]["within_one_request"]),
+            ]
+        )
+    vllm = b.get("vllm_burst", {}).get("configs", {})
+    for name, c in vllm.items():
+        own = vllm.get(name.replace("-metrics", "-own"))
+        if c["source"] != "metrics" or c["processes"] == 1 or own is None:
+            continue
+        shared_count = vllm.get(name.replace("-metrics", "-shared"))
+        result = (
+            f"p99 {_ms(c['ttft']['p99'])} vs {_ms(own['ttft']['p99'])} "
+            f"({_ratio(_safe_ratio(c['ttft']['p99'], own['ttft']['p99']))}); hosted "
+            f"{_per_burst(c['hosted_per_burst'])} vs {_per_burst(own['hosted_per_burst'])}, "
+            f"waited {_per_burst(c['waited_per_burst'])} vs {_per_burst(own['waited_per_burst'])} "
+            "per burst"
+        )
+        if shared_count is not None:
+            result += f"; shared count: p99 {_ms(shared_count['ttft']['p99'])}"
+        rows.append(
+            [
+                f"vLLM route, {_processes(c['processes'])}: admission from server metrics vs "
+                "own count",
+                result,
+                "– (no target)",
+            ]
+        )
+    replicas = b.get("serve_replicas", {})
+    configs = replicas.get("configs", {})
+    base = configs.get(replicas.get("baseline", ""))
+    c = configs.get("2-serves-redis")
+    if base is not None and c is not None:
+        rows.append(
+            [
+                "Two serve replicas sharing Redis: first-token p99 and hosted share within one "
+                "request of one serve",
+                _within("two serves", c, base),
+                _mark(c["versus_baseline"]["within_one_request"]),
+            ]
+        )
+    state = b.get("state", {})
+    if "added_s" in state:
+        lease, full = state["added_s"]["lease_cycle_s"], state["added_s"]["full_call_s"]
+        rows.append(
+            [
+                f"Cost of sharing (Redis on loopback): added per call ≤ "
+                f"{state['target_p50_s'] * 1000:g} ms p50",
+                f"lease cycle +{_ms_fine(lease['p50'])} p50, +{_ms_fine(lease['p99'])} p99; "
+                f"full call +{_ms_fine(full['p50'])} p50, +{_ms_fine(full['p99'])} p99",
+                _mark(state["target_met"]),
+            ]
+        )
+    return rows
+
+
+def _safe_ratio(value: float | None, base: float | None) -> float | None:
+    return None if value is None or not base else value / base
 
 
 # -- sections ------------------------------------------------------------------------------
@@ -504,10 +595,10 @@ def _serve(b: dict[str, Any]) -> list[str]:
 
 def _doubles(b: dict[str, Any]) -> list[str]:
     if "error" in b:
-        return ["## 6. The doubles' capacity", "", f"Failed: `{b['error']}`", ""]
+        return ["## 10. The doubles' capacity", "", f"Failed: `{b['error']}`", ""]
     o, d = b["ollama"], b["deepseek"]
     return [
-        "## 6. The doubles' capacity",
+        "## 10. The doubles' capacity",
         "",
         "So that no benchmark measures the doubles: each double in its own process, loaded "
         "from separate processes over raw keep-alive sockets (`benchmarks/bench_doubles_*.py`).",
@@ -533,6 +624,240 @@ def _doubles(b: dict[str, Any]) -> list[str]:
     ]
 
 
+# -- shared capacity ---------------------------------------------------------------------------
+
+SHARED_NOTE = (
+    "*Within one request* of the baseline: hosted share within one request per burst, "
+    "first-token p99 at most 1.25× the baseline's (a request that waits the 2 s budget out "
+    "gets its first token after about 2.4 s, over twice a p99 of about 1.1 s), every "
+    "request answered. *Waited*: queued on the private route until the first-token budget "
+    "passed, then moved hosted. *Store fallbacks*: processes whose shared store did not "
+    "answer in time during a burst and routed on their own view from then on."
+)
+
+
+def _per_burst(value: float) -> str:
+    return f"{value:g}"
+
+
+def _shared_rows(configs: dict[str, Any], label: Any, baseline: str) -> list[list[str]]:
+    rows = []
+    for name, c in configs.items():
+        versus = c.get("versus_baseline", {})
+        rows.append(
+            [
+                label(name, c) + (" (baseline)" if name == baseline else ""),
+                f"{c['answered']}/{c['n']}",
+                f"{_ms(c['ttft']['p50'])} / {_ms(c['ttft']['p99'])}",
+                _ratio(versus.get("ttft_p99")),
+                _per_burst(c["hosted_per_burst"]),
+                _per_burst(c["waited_per_burst"]),
+                str(c.get("store_fallbacks", 0)),
+            ]
+        )
+    return rows
+
+
+_SHARED_HEADERS = (
+    "configuration",
+    "answered",
+    "first token p50 / p99",
+    "p99 vs baseline",
+    "hosted per burst",
+    "waited per burst",
+    "store fallbacks",
+)
+
+
+def _counts(values: Iterable[int]) -> str:
+    """``"1, 3 or 6"``."""
+    ordered = [str(v) for v in sorted(set(values))]
+    return " or ".join([", ".join(ordered[:-1]), ordered[-1]] if len(ordered) > 1 else ordered)
+
+
+def _processes(count: int) -> str:
+    return f"{count} process{'es' if count > 1 else ''}"
+
+
+def _shared_burst(b: dict[str, Any]) -> list[str]:
+    title = "## 6. Shared capacity: one daemon, several processes"
+    if "skipped" in b:
+        return [title, "", f"Not run: {b['skipped']}.", ""]
+    if "error" in b:
+        return [title, "", f"Failed: `{b['error']}`", ""]
+    sc = b["scenario"]
+
+    def label(name: str, c: dict[str, Any]) -> str:
+        store = "Redis store" if c["store"] == "redis" else "in-process store"
+        return f"{c['processes']} × {c['per_process']}, {store}"
+
+    return [
+        title,
+        "",
+        f"The busy burst of section 2 ({b['requests_per_burst']} streamed chats at one instant "
+        f"at the one-slot Ollama double, {b['service_seconds']:g} s per answer, first-token "
+        f"budget {sc['budget']:g} s, the DeepSeek double as the hosted API), sent by "
+        f"{_counts(c['processes'] for c in b['configs'].values())} processes, each a fresh "
+        "interpreter with its own `dsollama.AsyncClient` "
+        "(`benchmarks/bench_shared_burst.py`). Every process first makes one call on the idle "
+        "daemon (one process at a time: they all start from the same estimates); then one "
+        "barrier releases every process's share at once. *In-process store*: each process "
+        "counts only its own requests (the default). *Redis store*: `state_url` names one "
+        "`redis-server` on loopback, so every process admits against the same count. "
+        f"{b['rounds']} burst(s) per configuration, interleaved; percentiles over every "
+        "request of them, counts per burst. Baseline: one process sending the whole burst, "
+        "in-process store.",
+        "",
+        SHARED_NOTE,
+        "",
+        *_table(_SHARED_HEADERS, _shared_rows(b["configs"], label, b["baseline"])),
+        "",
+    ]
+
+
+def _vllm_burst(b: dict[str, Any]) -> list[str]:
+    title = "## 7. A vLLM route with capacity K: server metrics vs the process's own count"
+    if "skipped" in b:
+        return [title, "", f"Not run: {b['skipped']}.", ""]
+    if "error" in b:
+        return [title, "", f"Failed: `{b['error']}`", ""]
+    sc = b["scenario"]
+    sources = {
+        "own": 'own count (`load_signal = "none"`)',
+        "metrics": 'server metrics (`load_signal = "vllm"`)',
+        "shared": "own count shared through Redis (`state_url`)",
+    }
+
+    def label(name: str, c: dict[str, Any]) -> str:
+        return f"{_processes(c['processes'])} × {c['per_process']}, {sources[c['source']]}"
+
+    lines = [
+        title,
+        "",
+        "Routes as data: a `vllm` preset route to the vLLM double "
+        f"(`max_num_seqs` = {sc['capacity']}: {sc['capacity']} requests generate at once, the "
+        f"rest wait silently; {b['service_seconds']:g} s per answer), declared private with "
+        f"`capacity = {sc['capacity']}`, and the DeepSeek double as the hosted route "
+        f"(`benchmarks/bench_vllm_burst.py`). First-token budget {sc['budget']:g} s: the route "
+        f"gives a first token within it to {b['local_capacity']} requests of a burst, so at "
+        f"least {b['min_hosted']} of {b['requests_per_burst']} must go hosted. One process "
+        "sends the burst, or two send half each, trained and released as in section 6. "
+        "*Server metrics*: each process also reads the server's "
+        "`vllm:num_requests_running` / `waiting` (a reading is reused for up to 0.25 s). "
+        "A reading is a snapshot: processes that read it at the same instant see none of "
+        "each other's requests, which only a shared count (check-and-take in one store) "
+        "accounts for. "
+        f"{b['rounds']} burst(s) per configuration. Baseline: one process, own count.",
+        "",
+        *_table(_SHARED_HEADERS, _shared_rows(b["configs"], label, b["baseline"])),
+        "",
+    ]
+    if b.get("note"):
+        lines += [f"Shared count not run: {b['note']}.", ""]
+    return lines
+
+
+def _serve_replicas(b: dict[str, Any]) -> list[str]:
+    title = "## 8. serve replicas sharing Redis"
+    if "skipped" in b:
+        return [title, "", f"Not run: {b['skipped']}.", ""]
+    if "error" in b:
+        return [title, "", f"Failed: `{b['error']}`", ""]
+    sc = b["scenario"]
+    labels = {
+        "1-serve": "one serve",
+        "2-serves-redis": "two serves, Redis store",
+        "2-serves-own": "two serves, each its own view",
+    }
+    return [
+        title,
+        "",
+        f"The same burst ({b['requests_per_burst']} streamed chats at one instant, one-slot "
+        f"daemon, {b['service_seconds']:g} s per answer, first-token budget {sc['budget']:g} s) "
+        "sent by a plain `httpx` client to `POST /api/chat`, round-robin over the replicas "
+        "(`benchmarks/bench_serve_replicas.py`). Each replica is a `python -m dsollama serve` "
+        "process configured through the environment (`DSOLLAMA_STATE_URL` for the shared "
+        "store), started fresh for every burst and trained with one call, one replica at a "
+        f"time. {b['rounds']} burst(s) per configuration. Baseline: one serve.",
+        "",
+        *_table(
+            _SHARED_HEADERS,
+            _shared_rows(b["configs"], lambda name, c: labels.get(name, name), b["baseline"]),
+        ),
+        "",
+    ]
+
+
+def _state(b: dict[str, Any]) -> list[str]:
+    title = "## 9. Cost of sharing: the state store per call"
+    if "skipped" in b:
+        return [title, "", f"Not run: {b['skipped']}.", ""]
+    if "error" in b:
+        return [title, "", f"Failed: `{b['error']}`", ""]
+    rows = []
+    for store, label in (
+        ("memory", "in-process (`MemoryStore`, the default)"),
+        ("redis", "Redis, every operation one round trip (`RedisStore`)"),
+        ("shared", 'Redis as `state_url = "redis://…"` gives it (`SharedStore`)'),
+    ):
+        cells = b.get(store, {})
+        row = [label]
+        for kind in ("lease_cycle_s", "full_call_s"):
+            cell = cells.get(kind, {})
+            row.append(f"{_ms_fine(cell.get('p50'))} / {_ms_fine(cell.get('p99'))}")
+        rows.append(row)
+    added = b.get("added_s", {})
+    rows.append(
+        [
+            "**added by sharing** (shared − in-process)",
+            *(
+                f"+{_ms_fine(added.get(kind, {}).get('p50'))} / "
+                f"+{_ms_fine(added.get(kind, {}).get('p99'))}"
+                for kind in ("lease_cycle_s", "full_call_s")
+            ),
+        ]
+    )
+    burst = b.get("shared", {}).get("burst_s", {})
+    trip = b.get("redis", {}).get("round_trip_s")
+    load = b.get("load_average") or {}
+    lines = [
+        title,
+        "",
+        "What a call pays the state store on the healthy path, one call at a time, each "
+        "store in turn (`benchmarks/bench_state.py`, Redis on loopback, started by the "
+        "benchmark). *Lease cycle*: admit, first token, finish — what every call does, three "
+        "round trips to Redis. *Full call*: the same plus asking and telling a breaker, which "
+        "the router does only when a breaker is not known closed (it believes a closed one "
+        f"for 0.5 s). {b.get('memory', {}).get('lease_cycle_s', {}).get('calls', '?')} calls "
+        "per store and kind.",
+        "",
+        *_table(("store", "lease cycle p50 / p99", "full call p50 / p99"), rows),
+        "",
+    ]
+    if trip:
+        lines += [
+            f"One bare PING to the same Redis, timed between them: {_ms_fine(trip.get('p50'))} "
+            f"/ {_ms_fine(trip.get('p99'))} (p50 / p99): the machine's round trip, of which the "
+            "Redis figures are multiples"
+            + (
+                f" (1-minute load average {load['before']} before, {load.get('after')} after)."
+                if load.get("before") is not None
+                else "."
+            ),
+            "",
+        ]
+    if burst:
+        lines += [
+            f"A burst through the shared store ({burst['concurrency']} calls at once, "
+            f"{burst['calls']} in all): {_ms_fine(burst.get('p50'))} / "
+            f"{_ms_fine(burst.get('p99'))} per full call (p50 / p99), "
+            f"{burst['calls_per_s']:,.0f} calls/s; store fallbacks: "
+            f"{b.get('shared', {}).get('fallbacks', 0)}.",
+            "",
+        ]
+    return lines
+
+
 def _load_note(results: dict[str, Any]) -> str:
     load = results.get("load_average") or {}
     if load.get("before") is None:
@@ -541,6 +866,43 @@ def _load_note(results: dict[str, Any]) -> str:
         f"1-minute load average: {load['before']} when the run started, {load.get('after')} "
         "when it ended (other work on the machine inflates absolute times, less so ratios)."
     )
+
+
+SECTIONS = {
+    "overhead": "1",
+    "busy_burst": "2",
+    "dead_daemon": "3",
+    "startup": "4",
+    "serve": "5",
+    "shared_burst": "6",
+    "vllm_burst": "7",
+    "serve_replicas": "8",
+    "state": "9",
+    "doubles": "10",
+}
+
+
+def _earlier_note(results: dict[str, Any]) -> list[str]:
+    """Which sections were kept from earlier runs (``--merge``), and when they ran."""
+    earlier: dict[tuple[str, str], list[str]] = {}
+    for name, b in results["benchmarks"].items():
+        measured = b.get("measured") or {}
+        date = measured.get("date")
+        if date and date != results["date"]:
+            key = (str(date), str(measured.get("mode")))
+            earlier.setdefault(key, []).append(SECTIONS.get(name, name))
+    if not earlier:
+        return []
+    parts = [
+        f"{'sections' if len(names) > 1 else 'section'} {', '.join(names)} on {date} ({mode} mode)"
+        for (date, mode), names in sorted(earlier.items())
+    ]
+    return [
+        "Not every section comes from that run (`--merge` kept the others' numbers): "
+        + "; ".join(parts)
+        + ".",
+        "",
+    ]
 
 
 def markdown(results: dict[str, Any], *, png: Path | None = None) -> str:
@@ -556,6 +918,7 @@ def markdown(results: dict[str, Any], *, png: Path | None = None) -> str:
         "",
         f"Latest run: {results['date']}, `{results['command']}` ({results['mode']} mode).",
         "",
+        *_earlier_note(results),
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB RAM, {m['os']}, "
         f"{m['implementation']} {m['python']}. Versions: "
         + ", ".join(f"{k} {val}" for k, val in v.items() if val)
@@ -566,12 +929,14 @@ def markdown(results: dict[str, Any], *, png: Path | None = None) -> str:
         "Comparisons are ratios (or differences) measured in the same run; absolute times "
         "are from the machine above. The doubles from `dsollama.testing` stand in for Ollama "
         "and the DeepSeek API, each in its own process wherever sharing an interpreter with "
-        "the client under test would distort the measurement; section 6 shows they are far "
+        "the client under test would distort the measurement; section 10 shows they are far "
         "from their limits. Everything talks only to 127.0.0.1.",
         "",
         "Run them all: `pip install -e '.[bench,test]'` then `python -m benchmarks "
-        "--with-litellm` (about ten minutes on 2 CPUs; `--quick` for a shorter run, "
-        "`--only busy_burst,startup` to pick). Results: `benchmarks/results/latest.json`.",
+        "--with-litellm` (about fifteen minutes on 2 CPUs; `--quick` for a shorter run, "
+        "`--only busy_burst,startup` to pick, `--merge` to keep the other sections' numbers). "
+        "Sections 6 to 9 start a `redis-server` of their own (Debian's package). "
+        "Results: `benchmarks/results/latest.json`.",
         "",
         *_headline(results),
     ]
@@ -587,6 +952,14 @@ def markdown(results: dict[str, Any], *, png: Path | None = None) -> str:
         lines += _startup(b["startup"])
     if "serve" in b:
         lines += _serve(b["serve"])
+    if "shared_burst" in b:
+        lines += _shared_burst(b["shared_burst"])
+    if "vllm_burst" in b:
+        lines += _vllm_burst(b["vllm_burst"])
+    if "serve_replicas" in b:
+        lines += _serve_replicas(b["serve_replicas"])
+    if "state" in b:
+        lines += _state(b["state"])
     if "doubles" in b:
         lines += _doubles(b["doubles"])
     return "\n".join(lines).rstrip() + "\n"

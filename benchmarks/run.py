@@ -1,17 +1,23 @@
 """Run dsollama's benchmarks and write the results: one command for all of them.
 
-    python -m benchmarks                      # everything (about 8 minutes on 2 CPUs)
+    python -m benchmarks                      # everything (about 15 minutes on 2 CPUs)
     python -m benchmarks --with-litellm       # also LiteLLM's Router, from a throwaway venv
-    python -m benchmarks --quick              # fewer calls, bursts of 8 and 32
+    python -m benchmarks --quick              # fewer calls, bursts of 8 and 32, one round
     python -m benchmarks --only overhead,startup
+    python -m benchmarks --only state --merge # re-measure one, keep the others' numbers
 
 Writes ``benchmarks/results/latest.json`` (machine, date, command, versions, every
 number), regenerates ``BENCHMARKS.md`` at the repository root and, with matplotlib
 installed (``pip install -e '.[bench]'``), ``benchmarks/results/busy-burst.png``.
 
 Benchmarks: ``overhead``, ``busy_burst``, ``dead_daemon``, ``startup``, ``serve`` (the
-serve issue's ``benchmarks/bench_serve.py``, skipped with a note while it is missing) and
-``doubles`` (the doubles' own capacity, which proves they are not what is measured).
+serve issue's ``benchmarks/bench_serve.py``, skipped with a note while it is missing),
+the shared-capacity ones — ``shared_burst`` (one daemon, several processes, with and
+without a Redis store), ``vllm_burst`` (a vLLM route with capacity K: server metrics vs
+the process's own count), ``serve_replicas`` (two serves sharing Redis vs one) and
+``state`` (what the state store adds per call) — which start a ``redis-server`` of their
+own (skipped with a note where it is not installed), and ``doubles`` (the doubles' own
+capacity, which proves they are not what is measured).
 """
 
 from __future__ import annotations
@@ -34,7 +40,18 @@ if __package__ in (None, ""):
 from benchmarks import _common
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL = ("overhead", "busy_burst", "dead_daemon", "startup", "serve", "doubles")
+ALL = (
+    "overhead",
+    "busy_burst",
+    "dead_daemon",
+    "startup",
+    "serve",
+    "shared_burst",
+    "vllm_burst",
+    "serve_replicas",
+    "state",
+    "doubles",
+)
 
 # Per mode: the arguments each benchmark's run() gets.
 MODES: dict[str, dict[str, dict[str, Any]]] = {
@@ -44,6 +61,10 @@ MODES: dict[str, dict[str, dict[str, Any]]] = {
         "dead_daemon": {"calls": 50},
         "startup": {"repeat": 15},
         "serve": {"seconds": 5.0},
+        "shared_burst": {"rounds": 2},
+        "vllm_burst": {"rounds": 2},
+        "serve_replicas": {"rounds": 2},
+        "state": {"calls": 2000},
         "doubles": {"seconds": 3.0},
     },
     "quick": {
@@ -52,6 +73,10 @@ MODES: dict[str, dict[str, dict[str, Any]]] = {
         "dead_daemon": {"calls": 20},
         "startup": {"repeat": 7},
         "serve": {"seconds": 2.0},
+        "shared_burst": {"rounds": 1},
+        "vllm_burst": {"rounds": 1},
+        "serve_replicas": {"rounds": 1},
+        "state": {"calls": 500, "warmup": 50},
         "doubles": {"seconds": 1.0},
     },
     # For the test suite: every code path, seconds in all, numbers meaningless.
@@ -67,6 +92,15 @@ MODES: dict[str, dict[str, dict[str, Any]]] = {
         "dead_daemon": {"calls": 3},
         "startup": {"repeat": 1},
         "serve": {"seconds": 0.5},
+        "shared_burst": {"splits": ((1, 4), (2, 2)), "rounds": 1, "scale": 0.25},
+        "vllm_burst": {"splits": ((1, 4), (2, 2)), "rounds": 1, "scale": 0.25},
+        "serve_replicas": {
+            "n": 4,
+            "rounds": 1,
+            "scale": 0.25,
+            "configs": ("1-serve", "2-serves-redis"),
+        },
+        "state": {"calls": 5, "warmup": 1, "concurrency": 4},
         "doubles": {"seconds": 0.3},
     },
 }
@@ -172,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the results file's numbers for the benchmarks not run now",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="measure nothing: rewrite BENCHMARKS.md and the plot from the results file",
@@ -194,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.timezone.utc)
     load_before = _common.load_average()
     benchmarks = run_all(names, mode, litellm_python=litellm_python, litellm_note=litellm_note)
+    for result in benchmarks.values():
+        result["measured"] = {"date": started.isoformat(timespec="seconds"), "mode": mode}
+    if args.merge:
+        benchmarks = merge(args.results / "latest.json", benchmarks)
     results = {
         "date": started.isoformat(timespec="seconds"),
         "command": _command(argv),
@@ -211,6 +254,23 @@ def main(argv: list[str] | None = None) -> int:
 
     _write_report(results, args)
     return 0
+
+
+def merge(path: Path, fresh: dict[str, Any]) -> dict[str, Any]:
+    """``fresh`` results, plus the results file's for every benchmark not in them, each
+    keeping when and in which mode it was measured; in the registry's order."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return fresh
+    kept: dict[str, Any] = {}
+    for name, result in earlier.get("benchmarks", {}).items():
+        if name not in fresh:
+            stamp = {"date": earlier.get("date"), "mode": earlier.get("mode")}
+            kept[name] = {**result, "measured": result.get("measured", stamp)}
+    merged = {**kept, **fresh}
+    order = {name: index for index, name in enumerate(ALL)}
+    return dict(sorted(merged.items(), key=lambda item: order.get(item[0], len(order))))
 
 
 def _write_report(results: dict[str, Any], args: argparse.Namespace) -> None:

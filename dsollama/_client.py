@@ -131,6 +131,9 @@ class _BaseClient:
             store=open_store(
                 settings.state_url,
                 namespace=settings.state_namespace,
+                op_timeout=settings.state_op_timeout,
+                # A burst queued for a connection may wait a little longer, never forever.
+                wait_limit=max(1.0, 4 * settings.state_op_timeout),
                 breaker=BreakerConfig(
                     threshold=settings.breaker_threshold,
                     cooldown=settings.breaker_cooldown,

@@ -134,6 +134,8 @@ class Settings(BaseModel):
     "Where routing state is shared: none or memory (this process only), or redis://host:6379/0 (every process using it)."
     state_namespace: str = "dsollama"
     "Prefix of every key in a shared store: deployments that must not share state use different ones."
+    state_op_timeout: float = Field(default=0.08, gt=0)
+    "Seconds one shared-store operation may take before the call goes on with this process's own view (raise it on a machine under heavy load)."
 
     # serve
     serve_host: str = "127.0.0.1"

@@ -13,7 +13,7 @@ import concurrent.futures
 import os
 import queue
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -65,17 +65,30 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     _check_not_on_loop(target)
     future: Future[T] = asyncio.run_coroutine_threadsafe(coro, target)
     try:
-        while True:
-            # Wait in slices: a lock wait without a timeout is not woken by Ctrl-C, so
-            # the interrupt would only land once the answer was complete.
-            try:
-                return future.result(timeout=_SLICE)
-            except concurrent.futures.TimeoutError:
-                continue
+        return _in_slices(future.result, concurrent.futures.TimeoutError)
     except BaseException:
         # KeyboardInterrupt (or any interruption of the wait): cancel the work upstream.
         future.cancel()
         raise
+
+
+def _in_slices(wait: Callable[[float], T], timed_out: type[Exception]) -> T:
+    """``wait(_SLICE)`` until it returns, so Ctrl-C lands within a slice.
+
+    A lock wait without a timeout is not woken by `_thread.interrupt_main` or by a SIGINT
+    delivered to another thread, so the interrupt would only land with the answer.
+
+    Keep this loop in its own function, called inside the ``try`` that cancels: on
+    CPython 3.11 and 3.12, when a loop is the first statement of a ``try``, a
+    KeyboardInterrupt raised at the jump back to its top skips that ``try``'s handlers
+    (python/cpython#108214). Inline, the interrupt landed but never cancelled the
+    upstream request, and the next call queued silently behind it.
+    """
+    while True:
+        try:
+            return wait(_SLICE)
+        except timed_out:
+            continue
 
 
 _END = object()
@@ -92,8 +105,8 @@ def iterate(agen_factory: Coroutine[Any, Any, AsyncIterator[T]]) -> Iterator[T]:
     """Turn an awaitable returning an async iterator into a plain iterator.
 
     A pump task on the shared loop moves items into a thread-safe queue; the returned
-    generator reads them. Closing the generator (or Ctrl-C) cancels the pump, which
-    cancels the upstream request.
+    iterator reads them. Closing the iterator, dropping it (even before its first item)
+    or Ctrl-C while it waits cancels the pump, which cancels the upstream request.
     """
     target = loop()
     _check_not_on_loop(target)
@@ -111,24 +124,53 @@ def iterate(agen_factory: Coroutine[Any, Any, AsyncIterator[T]]) -> Iterator[T]:
         else:
             items.put(_END)
 
-    future = asyncio.run_coroutine_threadsafe(pump(), target)
-    return _reader(items, future)
+    return _Stream(items, asyncio.run_coroutine_threadsafe(pump(), target))
 
 
-def _reader(items: queue.SimpleQueue[object], future: Future[None]) -> Iterator[Any]:
-    try:
-        while True:
-            try:
-                item = items.get(timeout=_SLICE)  # in slices, so Ctrl-C lands at once
-            except queue.Empty:
-                continue
-            if item is _END:
-                return
-            if isinstance(item, _Failure):
-                if isinstance(item.error, asyncio.CancelledError):
-                    return
-                raise item.error
-            yield item
-    finally:
-        if not future.done():
-            future.cancel()
+class _Stream(Iterator[T]):
+    """The iterator `iterate` returns: the pump's items, read in slices.
+
+    A class rather than a generator because a generator that never started runs no
+    `finally` when it is closed or collected: a stream the caller made but did not read
+    would keep its upstream request, and with it the daemon's only slot, busy to the end.
+    """
+
+    __slots__ = ("_future", "_items", "_open")
+
+    def __init__(self, items: queue.SimpleQueue[object], future: Future[None]) -> None:
+        self._items = items
+        self._future = future
+        self._open = True
+
+    def __iter__(self) -> _Stream[T]:
+        return self
+
+    def __next__(self) -> T:
+        if not self._open:
+            raise StopIteration
+        try:
+            item = _in_slices(self._take, queue.Empty)
+        except BaseException:
+            # Ctrl-C (or any interruption of the wait): cancel the work upstream.
+            self.close()
+            raise
+        if item is _END:
+            self.close()
+            raise StopIteration
+        if isinstance(item, _Failure):
+            self.close()
+            if isinstance(item.error, asyncio.CancelledError):
+                raise StopIteration
+            raise item.error
+        return item  # type: ignore[return-value]
+
+    def _take(self, timeout: float) -> object:
+        return self._items.get(timeout=timeout)
+
+    def close(self) -> None:
+        """Stop reading and cancel the upstream request if it is still running."""
+        self._open = False
+        self._future.cancel()  # a no-op once the pump has finished
+
+    def __del__(self) -> None:
+        self.close()

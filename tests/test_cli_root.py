@@ -1,12 +1,10 @@
-"""The command line as a whole: light to start, one-line errors, exit codes, Ctrl-C."""
+"""The command line as a whole: light to start, one-line errors, exit codes."""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 from click.testing import CliRunner
 
@@ -82,30 +80,3 @@ def test_debug_shows_the_traceback_and_plain_errors_do_not() -> None:
     )
     assert debug.returncode == 1
     assert "Traceback" in debug.stderr
-
-
-def test_ctrl_c_exits_130_without_a_traceback() -> None:
-    from dsollama.testing import FakeOllama, Fault
-
-    with FakeOllama(models=["deepseek-r1:8b"]) as ollama:
-        ollama.add_fault(Fault("stall_before", seconds=0, path="/api/chat"))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dsollama", "chat", "deepseek-r1:8b", "hi", "--local-only"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "OLLAMA_HOST": ollama.url},
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while not ollama.recorded("/api/chat"):  # wait until the request is held
-                assert time.monotonic() < deadline, "the chat never reached the daemon"
-                time.sleep(0.01)
-            proc.send_signal(signal.SIGINT)
-            _, stderr = proc.communicate(timeout=20)
-        finally:
-            ollama.release()
-            if proc.poll() is None:
-                proc.kill()
-    assert proc.returncode == 130
-    assert "Traceback" not in stderr

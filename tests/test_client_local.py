@@ -264,31 +264,6 @@ def test_each_client_thread_shares_one_private_loop() -> None:
     assert all(loop is first for loop in seen)
 
 
-def test_ctrl_c_during_a_sync_call_cancels_the_upstream_request() -> None:
-    import _thread
-    import time
-
-    from dsollama.testing import FakeOllama
-
-    with FakeOllama(models=["deepseek-r1:8b"], tokens_per_second=20, answer_tokens=200) as ollama:
-        client = dsollama.Client(ollama.url, log=False)
-
-        def interrupt_when_running() -> None:
-            deadline = time.monotonic() + 10
-            while ollama.in_flight("deepseek-r1:8b") == 0 and time.monotonic() < deadline:
-                time.sleep(0.005)
-            _thread.interrupt_main()  # what Ctrl-C does
-
-        threading.Thread(target=interrupt_when_running, daemon=True).start()
-        with pytest.raises(KeyboardInterrupt):
-            client.chat("deepseek-r1:8b", USER)
-        deadline = time.monotonic() + 10
-        while ollama.in_flight("deepseek-r1:8b") and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert ollama.in_flight("deepseek-r1:8b") == 0
-        client.close()
-
-
 async def test_stopping_right_after_the_final_chunk_is_still_a_success(stack: Stack) -> None:
     records: list[dsollama.CallRecord] = []
 

@@ -110,8 +110,9 @@ async def test_the_hosted_route_keeps_its_connection_from_call_to_call(
     monkeypatch.setattr(BaseSelectorEventLoop, "sock_connect", counted)
     stack.ollama.refuse_connections()
     client = stack.client(kind, breaker_cooldown=60.0)
-    for _ in range(3):
+    for _ in range(6):
         result = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER, stream=stream)
         assert result.final.served_by.kind == "hosted"
     hosted_port = int(stack.deepseek.url.rsplit(":", 1)[1])
-    assert [a[1] for a in connects].count(hosted_port) == 1
+    # One, or two when a call starts while the last one's reader still reads its tail.
+    assert [a[1] for a in connects].count(hosted_port) <= 2

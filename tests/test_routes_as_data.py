@@ -147,6 +147,7 @@ async def test_a_burst_on_a_vllm_route_keeps_the_minimum_hosted_share(
             shared = {
                 "state_url": redis.url,
                 "state_namespace": request.getfixturevalue("redis_namespace"),
+                "state_op_timeout": 2.0,  # a loaded machine is not a failing Redis
             }
         routes = [
             _gpu_route(gpu),

@@ -87,6 +87,28 @@ async def test_healthz_and_readyz(stack: Stack) -> None:
         assert (await http("GET", f"{served.url}/healthz")).status_code == 200  # alive all the same
 
 
+async def test_healthz_names_the_process_and_readyz_the_in_process_store(stack: Stack) -> None:
+    with serving(stack) as served:
+        health = (await http("GET", f"{served.url}/healthz")).json()
+        ready = (await http("GET", f"{served.url}/readyz")).json()
+        samples = parse_metrics((await http("GET", f"{served.url}/metrics")).text)
+    assert health["pid"] == os.getpid()  # the harness serves from this process
+    assert ready["store"] == {
+        "kind": "memory",
+        "url": None,
+        "ok": True,
+        "using_fallback": False,
+        "last_error": None,
+        "latency_p50_s": None,
+        "latency_p99_s": None,
+        "fallbacks": 0,
+    }
+    assert metric(samples, "dsollama_state_store_up", kind="memory") == 1
+    assert metric(samples, "dsollama_state_store_fallbacks_total", kind="memory") == 0
+    # No operation measured, no latency sample (rather than a made-up zero).
+    assert not any(name == "dsollama_state_store_latency_seconds" for name, _ in samples)
+
+
 async def test_metrics_count_requests_fallbacks_latency_and_tokens(stack: Stack) -> None:
     with serving(stack) as served:
         url = served.url

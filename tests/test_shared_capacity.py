@@ -45,7 +45,12 @@ async def test_a_second_client_sees_the_first_ones_request_through_redis(
     stack: Stack, redis_server: RedisServer, redis_namespace: str
 ) -> None:
     stack.ollama.configure(tokens_per_second=30, answer_tokens=30)
-    shared = {"state_url": redis_server.url, "state_namespace": redis_namespace}
+    # Patient store operations: a loaded test machine must not look like a Redis that failed.
+    shared = {
+        "state_url": redis_server.url,
+        "state_namespace": redis_namespace,
+        "state_op_timeout": 2.0,
+    }
     first = dsollama.AsyncClient(**_settings(stack, **shared))
     second = dsollama.AsyncClient(**_settings(stack, **shared))
     try:
@@ -107,3 +112,25 @@ async def test_a_redis_that_dies_mid_burst_fails_no_call(
         assert client.router.state.store.health().using_fallback
     finally:
         await client.aclose()
+
+
+async def test_closing_right_after_a_streamed_hosted_call_gives_its_slot_back(
+    stack: Stack, redis_server: RedisServer, redis_namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared = {
+        "state_url": redis_server.url,
+        "state_namespace": redis_namespace,
+        "state_op_timeout": 2.0,
+    }
+    client = dsollama.AsyncClient(**stack.settings(policy="hosted-first", **shared))
+    with caplog.at_level(logging.WARNING, logger="dsollama"):
+        async for _ in await client.chat("deepseek-r1:8b", USER, stream=True, think=False):
+            pass
+        route = client.router.backends[-1].route
+        await client.aclose()  # before: the slot's release raced the store's closing
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    observer = dsollama.AsyncClient(**stack.settings(**shared))
+    try:
+        assert await observer.router.state.gate_count(route) == 0
+    finally:
+        await observer.aclose()

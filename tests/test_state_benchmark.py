@@ -25,5 +25,10 @@ def test_a_tiny_run_measures_every_store(redis_server: object) -> None:
             assert cell["calls"] == 5
             assert 0 < cell["p50"] <= cell["p99"]
     assert results["shared"]["burst_s"]["calls"] == 4
+    assert 0 < results["redis"]["round_trip_s"]["p50"] <= results["redis"]["round_trip_s"]["p99"]
+    for kind in ("lease_cycle_s", "full_call_s"):
+        added = results["added_s"][kind]["p50"]
+        assert added == round(results["shared"][kind]["p50"] - results["memory"][kind]["p50"], 6)
+    assert results["target_met"] == (results["added_s"]["lease_cycle_s"]["p50"] <= 0.001)
     assert results["shared"]["fallbacks"] == 0
     assert results["target_p50_s"] == 0.001

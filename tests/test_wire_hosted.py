@@ -18,23 +18,25 @@ from dsollama._exceptions import (
     HostedAuthError,
     HostedBalanceError,
     IncompleteResponseError,
+    InsufficientResourceError,
     ServerError,
     UnsupportedRequestError,
 )
 from dsollama._routing.policy import Action, classify
-from dsollama._wire import hosted, hosted_response, hosted_shapes
-from dsollama._wire.hosted import (
+from dsollama._wire import hosted_errors, hosted_request, hosted_response, hosted_shapes
+from dsollama._wire.hosted_errors import classify_hosted_error
+from dsollama._wire.hosted_request import (
     BETA_CHAT_PATH,
     CHAT_PATH,
     FIM_PATH,
     HostedRequest,
-    HostedStreamDecoder,
-    InsufficientResourceError,
-    answer_framing,
     build_chat_request,
     build_continuation_request,
     build_generate_request,
-    classify_hosted_error,
+)
+from dsollama._wire.hosted_response import (
+    HostedStreamDecoder,
+    answer_framing,
     decode_hosted_response,
     parse_hosted_body,
 )
@@ -87,7 +89,8 @@ def run(decoder: HostedStreamDecoder, chunks: list[dict[str, Any]]) -> list[Delt
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(hosted).failed == 0
+    for module in (hosted_errors, hosted_request, hosted_response):
+        assert doctest.testmod(module).failed == 0
 
 
 # -- think ----------------------------------------------------------------------------------

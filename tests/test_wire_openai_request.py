@@ -14,7 +14,7 @@ import pytest
 from dsollama._exceptions import BadRequestError, ConfigError, UnsupportedRequestError
 from dsollama._routes import RouteConfig
 from dsollama._wire import openai_request
-from dsollama._wire.hosted import CHAT_PATH, build_chat_request
+from dsollama._wire.hosted_request import CHAT_PATH, build_chat_request
 from dsollama._wire.openai_request import (
     COMPLETIONS_PATH,
     build_openai_chat_request,

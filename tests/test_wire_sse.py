@@ -9,7 +9,7 @@ import pytest
 
 from dsollama._exceptions import BadRequestError, BusyError, ServerError
 from dsollama._wire import sse
-from dsollama._wire.hosted import HostedStreamDecoder
+from dsollama._wire.hosted_response import HostedStreamDecoder
 from dsollama._wire.sse import Comment, Data, Done, SSEParser
 
 META = '"id":"1f63","object":"chat.completion.chunk","created":1718345013,"model":"deepseek-v4-pro","system_fingerprint":"fp_a49d71b8a1"'

@@ -39,14 +39,16 @@ from .._hosts import key_may_travel_to
 from .._routes import RouteConfig
 from .._state import ServerQueue
 from .._types import RouteKind
-from .._wire.hosted import (
+from .._wire.hosted_errors import classify_hosted_error
+from .._wire.hosted_request import (
     HostedRequest,
-    HostedStreamDecoder,
-    answer_framing,
     build_chat_request,
     build_continuation_request,
     build_generate_request,
-    classify_hosted_error,
+)
+from .._wire.hosted_response import (
+    HostedStreamDecoder,
+    answer_framing,
     decode_hosted_response,
     parse_hosted_body,
 )

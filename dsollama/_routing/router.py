@@ -49,6 +49,8 @@ __all__ = ["Router", "shared_budget"]
 
 # Ollama keeps an idle model loaded for 5 minutes by default; a little less, to be safe.
 _KEEP_ALIVE_GUESS_S = 240.0
+# How long closing a client waits for finished calls to give their slots back.
+_SETTLE_S = 2.0
 # Below this many estimated tokens no DeepSeek model's context can overflow; skip the check.
 _SMALL_PROMPT_TOKENS = 1536
 # Plans kept per router (one per model, policy, privacy, think and fallbacks used).
@@ -98,6 +100,9 @@ class Router:
             clock=clock,
         )
         self._background: set[asyncio.Task[None]] = set()
+        "Warm-ups: cancelled when the client closes."
+        self._settling: set[asyncio.Task[None]] = set()
+        "Readers finishing an answer the caller already has: awaited when the client closes."
         self._plans: dict[tuple[object, ...], _Plan] = {}
 
     @property
@@ -323,13 +328,22 @@ class Router:
     async def embed(self, spec: EmbedSpec, controls: Controls) -> EmbedResponse:
         return await EmbedRun(self, spec, controls).execute()
 
+    def settle(self, task: asyncio.Task[None]) -> None:
+        """Let a finished call's reader end in the background (see `close_connections`)."""
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
     def forget_loop(self) -> None:
         """The event loop changed: what belonged to the old one is gone with it."""
         self._background.clear()
+        self._settling.clear()
         self.state.forget_loop()
 
     async def close_connections(self) -> None:
-        for task in list(self._background):
+        if self._settling:
+            # Their slots go back to the store before it closes (briefly: only a tail).
+            await asyncio.wait(set(self._settling), timeout=_SETTLE_S)
+        for task in [*self._background, *self._settling]:
             task.cancel()
         for backend in self.backends:
             await backend.aclose()

@@ -373,6 +373,9 @@ class CallRun:
         else:
             self.book.note_reason(reason)
             await self._stop(racer, "fallback", error=error)
+            # Slow is not broken: if everything else fails, this route is still the last
+            # resort (without a budget, up to the deadline).
+            self.deferred.append(racer.choice)
 
     async def _staying_is_faster(self, racer: Racer) -> bool:
         """At the budget: keep waiting on a route we knowingly queued for?
@@ -745,6 +748,10 @@ class CallRun:
         self.book.record_racer(racer, "ok")
         if racer in self.racers:
             self.racers.remove(racer)
+        if racer.task is not None and not racer.task.done():
+            # It reads the answer's tail and gives back its gate slot after the caller
+            # has the final chunk; closing the client waits for that.
+            self.router.settle(racer.task)
         if final is not None and racer.choice.backend.api == "openai":
             self.book.usage = HostedUsage(
                 prompt_tokens=final.prompt_tokens or 0,

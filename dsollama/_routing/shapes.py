@@ -122,6 +122,8 @@ class RunContext(Protocol):
 
     def viable(self, choice: RouteChoice) -> bool: ...
 
+    def settle(self, task: asyncio.Task[None]) -> None: ...
+
 
 @dataclass
 class CallSummary:

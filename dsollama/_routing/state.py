@@ -215,14 +215,21 @@ class RoutingState:
         return Passes(route, model), model.state
 
     def viable(self, choice: Place) -> bool:
-        """Could the route take a request now, as far as this process knows (no I/O)?"""
+        """Could the route take a request now, as far as this process knows (no I/O)?
+
+        An open breaker says no until its cooldown ends; a half-open one says no too: its
+        one probe may be out already, and a call should not leave a slow route for one
+        that will turn it away.
+        """
+        now = self._clock()
         for key in (choice.route, self.model_key(choice)):
             cached = self._breakers.get(key)
-            if (
-                cached is not None
-                and cached.state.state == "open"
-                and cached.state.retry_in - (self._clock() - cached.at) > 0
-            ):
+            if cached is None:
+                continue
+            state = cached.state
+            if state.state == "half-open":
+                return False
+            if state.state == "open" and state.retry_in - (now - cached.at) > 0:
                 return False
         return True
 

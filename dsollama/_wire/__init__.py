@@ -9,7 +9,7 @@ Nothing here does I/O or reads a clock; the backends and the router call these.
 - `local`: Ollama chunks → `Delta`s, ollama/httpx exceptions → dsollama errors.
 - `schema`: a small JSON-schema check for answers to ``format=<schema>`` requests.
 
-Modules are imported directly (``from dsollama._wire.hosted import …``); this package
+Modules are imported directly (``from dsollama._wire.hosted_request import …``); this package
 re-exports nothing so that importing one codec does not pull in the others.
 """
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -165,8 +165,7 @@ def main(argv: list[str] | None = None) -> Any:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
+        _exit_interrupted("Aborted.")
     except click.ClickException as exc:
         if _debug_on(args):
             raise
@@ -175,8 +174,7 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         if _debug_on(args):
             raise
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
+        _exit_interrupted("Interrupted.")
     except DsollamaError as exc:
         if _debug_on(args):
             raise
@@ -193,3 +191,22 @@ def main(argv: list[str] | None = None) -> Any:
             err=True,
         )
         sys.exit(1)
+
+
+def _exit_interrupted(message: str) -> NoReturn:
+    """Ctrl-C (click reports it as Abort): one line on stderr and exit status 130."""
+    _forget_interrupt_in_string_exec()
+    click.echo(message, err=True)
+    sys.exit(130)
+
+
+def _forget_interrupt_in_string_exec() -> None:
+    """Keep CPython from turning our exit status 130 into death by SIGINT.
+
+    CPython marks a KeyboardInterrupt that leaves code run by ``exec(<string>)`` as
+    unhandled even when a caller catches it, and under ``python -m`` it then kills the
+    process with SIGINT after exit (status -2) instead of using the status we chose.
+    dataclasses builds methods with ``exec(<string>)``, so a Ctrl-C during a command's
+    lazy imports hits it. Every string exec clears the mark before it runs.
+    """
+    exec("pass", {})

@@ -8,7 +8,6 @@ in flight get ``--grace`` seconds to finish. The first line on stdout is the bas
 from __future__ import annotations
 
 import importlib.util
-import logging
 import sys
 from typing import Any
 
@@ -34,21 +33,6 @@ def _require_extra() -> None:
 def _client_url(base: str) -> str:
     """A URL a client on this machine can use (0.0.0.0 and :: are not destinations)."""
     return base.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
-
-
-def _setup_logging(level: str) -> None:
-    # One line per routed call ("chat m -> hosted deepseek-flash@… fallback='…'"), from the
-    # router's logger; uvicorn configures only its own loggers.
-    from dsollama._text_safety import PrintableLogArgs
-
-    logger = logging.getLogger("dsollama")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
-    # On the handler too, so records of every dsollama.* logger reaching it are escaped.
-    handler.addFilter(PrintableLogArgs())
-    logger.addHandler(handler)
-    logger.setLevel(level.upper())
-    logger.propagate = False
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -87,6 +71,22 @@ def _setup_logging(level: str) -> None:
 @click.option("--local-only", is_flag=True, help="Never send anything off this machine.")
 @click.option(
     "--ollama-host", metavar="URL", help="The Ollama daemon to front (default OLLAMA_HOST)."
+)
+@click.option(
+    "--state",
+    "state_url",
+    metavar="URL",
+    help="Share routing state (what is in flight, breakers) with every replica and worker "
+    "using this Redis: redis://[:password@]host:6379/0 (or set DSOLLAMA_STATE_URL; "
+    "default: this process only).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Worker processes on the one port; more than 1 needs --state.",
 )
 @click.option(
     "--first-token-timeout", type=float, metavar="S", help="First-token budget per route."
@@ -169,6 +169,8 @@ def serve(
     policy: str | None,
     local_only: bool,
     ollama_host: str | None,
+    state_url: str | None,
+    workers: int,
     first_token_timeout: float | None,
     gap_timeout: float | None,
     total_timeout: float | None,
@@ -208,6 +210,7 @@ def serve(
         "serve_admin_token": admin_token,
         "policy": "local-only" if local_only else policy,
         "ollama_hosts": [ollama_host] if ollama_host else None,
+        "state_url": state_url,
         "first_token_timeout": first_token_timeout,
         "gap_timeout": gap_timeout,
         "total_timeout": total_timeout,
@@ -222,29 +225,25 @@ def serve(
     check_bind(settings.serve_host, secret)
     if settings.api_key():
         settings.check_hosted_endpoint()
+    shared = _shares_state(settings)
+    if workers > 1 and not shared:
+        raise click.UsageError(
+            f"--workers {workers}: each worker would see only its own requests: "
+            "add --state redis://… (see docs/serve.md)"
+        )
 
-    from dsollama.serve import create_app
-    from dsollama.serve.server import bind, make_server, url_for
+    from dsollama.serve.admin import admin_policy
+    from dsollama.serve.run import ServeOptions
+    from dsollama.serve.run import serve as run
+    from dsollama.serve.server import bind, url_for
 
-    sock = bind(settings.serve_host, settings.serve_port)
-    url = _client_url(url_for(sock))
-    app = create_app(
+    options = ServeOptions(
         settings=settings,
         token=secret,
         max_body=int(max_body * 1024 * 1024),
         default_model=default_model,
         cors_origins=cors_origin,
         allow_admin=allow_admin,
-    )
-    _setup_logging(log_level)
-    limits = (
-        f"headers within {header_timeout:g}s, bodies within {body_timeout:g}s, "
-        f"{max_connections} connections (503 past it)"
-    )
-    _banner(url, settings, secret is not None, grace, app.state.dsollama.admin.describe(), limits)
-    _content_notice(settings)
-    server = make_server(
-        app,
         grace=grace,
         log_level=log_level,
         access_log=access_log,
@@ -252,11 +251,34 @@ def serve(
         body_timeout=body_timeout,
         max_connections=max_connections,
     )
+    admin_secret = settings.serve_admin_token
+    admin = admin_policy(
+        allow_admin=allow_admin,
+        admin_token=admin_secret.get_secret_value() if admin_secret else None,
+        host=settings.serve_host,
+    )
+    sock = bind(settings.serve_host, settings.serve_port)
+    url = _client_url(url_for(sock))
+    _setup_logging(log_level)
+    limits = (
+        f"headers within {header_timeout:g}s, bodies within {body_timeout:g}s, "
+        f"{max_connections} connections (503 past it)"
+    )
+    state = _state_row(settings.state_url if shared else None)
+    _banner(url, settings, secret is not None, grace, admin.describe(), limits, state, workers)
+    _content_notice(settings)
     try:
-        server.run(sockets=[sock])
+        run(options, sock, workers=workers)
     finally:
         sock.close()
     click.echo("dsollama serve stopped.", err=True)
+
+
+def _setup_logging(level: str) -> None:
+    # The process's "dsollama" logger is the command's to configure (tests keep it as is).
+    from dsollama.serve.server import setup_logging
+
+    setup_logging(level)
 
 
 def _content_notice(settings: Any) -> None:
@@ -268,7 +290,40 @@ def _content_notice(settings: Any) -> None:
         click.echo(notice, err=True)
 
 
-def _banner(url: str, settings: Any, has_token: bool, grace: int, admin: str, limits: str) -> None:
+def _shares_state(settings: Any) -> bool:
+    """Does ``state_url`` name a shared store? Checks it as the client will (a bad URL or
+    a missing redis package is a one-line error now, not a failed startup)."""
+    import asyncio
+
+    from dsollama._state import BreakerConfig
+    from dsollama._state.open import open_store
+
+    store = open_store(
+        settings.state_url, namespace=settings.state_namespace, breaker=BreakerConfig()
+    )
+    asyncio.run(store.aclose())  # made only to be checked: nothing was connected
+    return store.kind != "memory"
+
+
+def _state_row(shared_url: str | None) -> str:
+    if shared_url is None:
+        return "this process only (--state redis://… shares it with replicas and workers)"
+    from dsollama._state.redis_store import public_url
+
+    # Never the password: the banner ends up in logs.
+    return f"{public_url(shared_url)} (shared with every replica and client using it)"
+
+
+def _banner(
+    url: str,
+    settings: Any,
+    has_token: bool,
+    grace: int,
+    admin: str,
+    limits: str,
+    state: str,
+    workers: int,
+) -> None:
     if settings.policy == "local-only":
         hosted = "off (--local-only: nothing leaves this machine)"
     elif settings.api_key():
@@ -286,10 +341,13 @@ def _banner(url: str, settings: Any, has_token: bool, grace: int, admin: str, li
         ("local", ", ".join(settings.ollama_hosts)),
         ("hosted", hosted),
         ("policy", settings.policy),
+        ("state", state),
         ("auth", auth),
         ("admin", admin),
         ("limits", limits),
     ]
+    if workers > 1:
+        rows.append(("workers", f"{workers} processes sharing the port"))
     # The first line is the bare URL, for scripts that start the server on port 0.
     click.echo(url)
     for name, value in rows:

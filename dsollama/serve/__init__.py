@@ -7,13 +7,14 @@ same router as `dsollama.AsyncClient`. Needs the ``serve`` extra (starlette, uvi
 
 Modules, one job each: `app` (the app factory and its lifetime), `ollama_api`,
 `openai_api` + `openai_wire`, `compat` (``POST /generate``), `passthrough` (provisioning
-routes relayed to the daemon), `admin` (who may use those), `models` (the model list),
+routes relayed to the daemon), `admin` (who may use those), `models` (every route's models),
 `health` (/healthz, /readyz, /metrics), `metrics` + `observe` (Prometheus text),
-`security` (bind rule, token, Host and Origin checks), `errors` (each dialect's error
-shape), `validate` (request bodies) + `safe_json` (what JSON decoding lets through),
-`info` (headers and body fields saying who served), `streaming` (writing answers,
-cancelling on disconnect), `server` (uvicorn with graceful shutdown) + `slow_clients`
-(deadlines on receiving requests).
+`router_metrics` (breakers and the state store, read when scraped), `security` (bind
+rule, token, Host and Origin checks), `errors` (each dialect's error shape), `validate`
+(request bodies) + `safe_json` (what JSON decoding lets through), `info` (headers and
+body fields saying who served), `streaming` (writing answers, cancelling on disconnect),
+`server` (uvicorn with graceful shutdown) + `slow_clients` (deadlines on receiving
+requests), `run` (one process, or ``--workers`` processes on one socket).
 """
 
 from __future__ import annotations

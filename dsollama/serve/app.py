@@ -12,10 +12,10 @@ a sink.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+import logging
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -32,6 +32,7 @@ from .admin import AdminGate, admin_policy
 from .errors import ApiError, dialect_for, from_exception, render
 from .info import EXPOSED_HEADERS, dsollama_version
 from .observe import ObserveMiddleware, ServeMetrics
+from .router_metrics import register_router_metrics
 from .security import AuthMiddleware, HostGuard, origin_pattern
 from .state import DEFAULT_MAX_BODY, ServeState
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from .._routing.shapes import CallSink
 
 __all__ = ["DEFAULT_MAX_BODY", "create_app"]
+
+logger = logging.getLogger("dsollama.serve")
 
 
 def _routes() -> list[Route]:
@@ -155,25 +158,7 @@ def create_app(
         admin=admin,
     )
 
-    def breakers() -> Iterable[tuple[tuple[str, ...], float]]:
-        if state.client is None:
-            return []
-        status = state.client.router.status()["breakers"]
-        # Route-level breakers only: the labels stay the configured routes (a closed set),
-        # never a model name a request made up.
-        routes = {b.route for b in state.client.router.backends}
-        return [
-            ((route,), 1.0 if b["state"] == "open" else 0.0)
-            for route, b in status.items()
-            if route in routes
-        ]
-
-    metrics.registry.gauge(
-        "dsollama_route_breaker_open",
-        "1 while a route's breaker keeps calls off it, else 0.",
-        ("route",),
-        collect=breakers,
-    )
+    register_router_metrics(metrics.registry, lambda: state.client)
     metrics.registry.gauge(
         "dsollama_build_info",
         "dsollama's version.",
@@ -187,26 +172,21 @@ def create_app(
         if client is None:
             from .._client import AsyncClient
 
-            state.client = AsyncClient(
-                settings=settings, source="serve", sinks=[metrics.calls, *sinks]
-            )
+            try:
+                state.client = AsyncClient(
+                    settings=settings, source="serve", sinks=[metrics.calls, *sinks]
+                )
+            except DsollamaError as exc:
+                # uvicorn reports a failed startup as a traceback, escaped and cut short in
+                # the log: say what is wrong, and the fix, in one line of its own.
+                logger.error("dsollama serve cannot start: %s", exc.one_line())
+                raise
         else:
             state.client = client
             client.router.sinks.append(metrics.calls)
-        state.proxy = httpx.AsyncClient(
-            # Provisioning answers may pause for minutes (a quantize, a slow registry);
-            # the client on the other side owns that deadline, and its disconnect ends it.
-            timeout=httpx.Timeout(
-                connect=settings.connect_timeout, read=None, write=None, pool=None
-            ),
-            # Loading the CA bundle costs ~50 ms per start; only an https daemon needs it.
-            verify=any(h.startswith("https://") for h in settings.ollama_hosts),
-            trust_env=False,
-        )
         try:
             yield
         finally:
-            await state.proxy.aclose()
             if owned:
                 await state.client.aclose()
             else:

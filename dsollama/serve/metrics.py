@@ -31,6 +31,7 @@ __all__ = [
     "LATENCY_BUCKETS",
     "REASON_LABELS",
     "CallMetrics",
+    "Collect",
     "Counter",
     "Gauge",
     "Histogram",
@@ -102,14 +103,38 @@ class _Metric:
         raise NotImplementedError
 
 
-class Counter(_Metric):
-    """A monotonically increasing number per label set."""
+Collect = Callable[[], Iterable[tuple[LabelKey, float]]]
+"Reads a metric's samples when it is scraped: (label values, value) pairs."
 
-    kind = "counter"
 
-    def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
+class _Single(_Metric):
+    """One number per label set, kept here or, with ``collect``, read when scraped."""
+
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        labels: Sequence[str] = (),
+        collect: Collect | None = None,
+    ) -> None:
         super().__init__(name, help_text, labels)
         self._values: dict[LabelKey, float] = {}
+        self._collect = collect
+
+    def samples(self) -> list[str]:
+        if self._collect is not None:
+            items = sorted(self._collect())
+        else:
+            with self._lock:
+                items = sorted(self._values.items())
+        return [f"{self.name}{_labels(self.label_names, k)} {_number(v)}" for k, v in items]
+
+
+class Counter(_Single):
+    """A monotonically increasing number per label set; or, with ``collect``, a count kept
+    elsewhere (which must only go up), read when scraped."""
+
+    kind = "counter"
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         if amount < 0:
@@ -122,27 +147,11 @@ class Counter(_Metric):
         with self._lock:
             return self._values.get(self._key(labels), 0.0)
 
-    def samples(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return [f"{self.name}{_labels(self.label_names, k)} {_number(v)}" for k, v in items]
 
-
-class Gauge(_Metric):
+class Gauge(_Single):
     """A number that goes up and down; or, with ``collect``, read when scraped."""
 
     kind = "gauge"
-
-    def __init__(
-        self,
-        name: str,
-        help_text: str,
-        labels: Sequence[str] = (),
-        collect: Callable[[], Iterable[tuple[LabelKey, float]]] | None = None,
-    ) -> None:
-        super().__init__(name, help_text, labels)
-        self._values: dict[LabelKey, float] = {}
-        self._collect = collect
 
     def add(self, amount: float, **labels: str) -> None:
         key = self._key(labels)
@@ -153,14 +162,6 @@ class Gauge(_Metric):
         key = self._key(labels)
         with self._lock:
             self._values[key] = value
-
-    def samples(self) -> list[str]:
-        if self._collect is not None:
-            items = sorted(self._collect())
-        else:
-            with self._lock:
-                items = sorted(self._values.items())
-        return [f"{self.name}{_labels(self.label_names, k)} {_number(v)}" for k, v in items]
 
 
 class Histogram(_Metric):
@@ -219,8 +220,14 @@ class Registry:
             raise ValueError(f"metric {metric.name} is already registered")
         self._metrics.append(metric)
 
-    def counter(self, name: str, help_text: str, labels: Sequence[str] = ()) -> Counter:
-        metric = Counter(name, help_text, labels)
+    def counter(
+        self,
+        name: str,
+        help_text: str,
+        labels: Sequence[str] = (),
+        collect: Collect | None = None,
+    ) -> Counter:
+        metric = Counter(name, help_text, labels, collect)
         self._add(metric)
         return metric
 
@@ -229,7 +236,7 @@ class Registry:
         name: str,
         help_text: str,
         labels: Sequence[str] = (),
-        collect: Callable[[], Iterable[tuple[LabelKey, float]]] | None = None,
+        collect: Collect | None = None,
     ) -> Gauge:
         metric = Gauge(name, help_text, labels, collect)
         self._add(metric)

@@ -5,8 +5,9 @@ answer with its shapes (NDJSON when streaming, ``stream`` defaulting to true as 
 daemon), so `ollama.Client(host=...)`, Open WebUI and anything else pointed at an Ollama
 host work unchanged. The final chunk (or the whole answer) adds dsollama's fields —
 ``served_by``, ``attempts``, ``fallback_reason``, ``usage``, ``cost_usd`` — which the
-official client ignores. ``/api/tags`` adds the hosted models; ``/api/show`` knows them;
-the rest passes through to the daemon (`passthrough`).
+official client ignores. ``/api/tags`` lists every route's models (`models`); ``/api/show``
+answers itself for those no daemon holds; the rest passes through to the daemon
+(`passthrough`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from .._wire.local import classify_local_error
+from . import models
 from .errors import ApiError, from_exception
 from .info import HEADER_LOCAL_ERROR, HEADER_VERSION, dsollama_version, header_value
-from .models import hosted_names, hosted_show, hosted_tag, local_tags
 from .passthrough import Proxied
 from .state import ServeState, state_of
 from .streaming import Answer
@@ -279,26 +279,26 @@ async def embed(request: Request) -> Response:
 
 
 async def tags(request: Request) -> Response:
-    """The daemon's models and, when answers may come from it, the hosted models."""
+    """Every usable route's models (`models`), each marked with the routes that list it."""
     state = state_of(request)
-    local, error = await local_tags(state)
-    hosted = hosted_names(state)
-    if error is not None and not hosted:
-        raise error
-    seen = {m.get("model") or m.get("name") for m in local}
-    models = local + [hosted_tag(state, name) for name in hosted if name not in seen]
+    offered, error = await models.offers(state)
+    if error is not None and not offered:
+        raise error  # nothing to list, and why
     headers = {HEADER_VERSION: dsollama_version()}
     if error is not None:
         headers[HEADER_LOCAL_ERROR] = header_value(error.message, 300)
-    return JSONResponse({"models": models}, headers=headers)
+    return JSONResponse({"models": models.tags(state, offered)}, headers=headers)
 
 
 async def show(request: Request) -> Response:
     state = state_of(request)
     raw = await state.body(request)
     name = raw.text("model") or raw.text("name") or ""
-    if name in hosted_names(state):
-        return JSONResponse(hosted_show(state, name), headers={HEADER_VERSION: dsollama_version()})
+    route = await models.remote_route(state, name)
+    if route is not None:
+        # The daemon does not know a model only another route serves: answer for it here.
+        answer = models.remote_show(state, name, route)
+        return JSONResponse(answer, headers={HEADER_VERSION: dsollama_version()})
     return _relay_json(request, state, raw)
 
 
@@ -316,11 +316,12 @@ async def ps(request: Request) -> Response:
     """Loaded models on the daemon; an empty list when it is down but hosted can answer."""
     state = state_of(request)
     try:
-        response = await state.http.get(f"{state.daemon_url}/api/ps")
+        daemon = state.daemon()
+        response = await daemon.http.get("/api/ps")
     except httpx.HTTPError as exc:
-        if hosted_names(state):
+        if any(r.api != "ollama" for r in models.offered_routes(state)):
             return JSONResponse({"models": []}, headers={HEADER_VERSION: dsollama_version()})
-        raise from_exception(classify_local_error(exc, host=state.daemon_url)) from exc
+        raise from_exception(state.daemon().error(exc)) from exc
     return Response(
         response.content,
         status_code=response.status_code,
@@ -333,7 +334,7 @@ async def version_route(request: Request) -> Response:
     state = state_of(request)
     reported = ASSUMED_DAEMON_VERSION
     try:
-        response = await state.http.get(f"{state.daemon_url}/api/version")
+        response = await state.daemon().http.get("/api/version")
         value = response.json().get("version") if response.status_code == 200 else None
         if isinstance(value, str) and value:
             reported = value

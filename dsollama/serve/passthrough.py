@@ -25,7 +25,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .._wire.local import classify_local_error
 from .errors import ApiError, from_exception
 from .state import ServeState, state_of
 from .streaming import Exchange, run_until_disconnect
@@ -72,17 +71,24 @@ class Proxied(Response):
         await run_until_disconnect(receive, self._relay(exchange), exchange)
 
     async def _relay(self, exchange: Exchange) -> None:
-        host = self._state.daemon_url
-        http = self._state.http
+        daemon = self._state.daemon()
+        http = daemon.http
         body = self._upload if self._upload is not None else self._content
         request = http.build_request(
-            self._method, host + self._path, content=body, headers=self._upstream_headers
+            self._method,
+            self._path,
+            content=body,
+            headers=self._upstream_headers,
+            # Provisioning answers may pause for minutes (a quantize, a slow registry);
+            # the client on the other side owns that deadline, and its disconnect ends it.
+            timeout=httpx.Timeout(
+                connect=daemon.quick_timeout.connect, read=None, write=None, pool=None
+            ),
         )
         try:
             response = await http.send(request, stream=True)
         except httpx.HTTPError as exc:
-            error = from_exception(classify_local_error(exc, host=host))
-            await exchange.error(error, "ollama", {})
+            await exchange.error(from_exception(daemon.error(exc)), "ollama", {})
             return
         try:
             headers = {k: v for k, v in response.headers.items() if k.lower() in _RESPONSE_HEADERS}
@@ -93,7 +99,7 @@ class Proxied(Response):
             except httpx.HTTPError as exc:
                 # Progress was already relayed: end the way the daemon ends a broken
                 # stream, with one error line (the official client raises on it).
-                broken = classify_local_error(exc, host=host)
+                broken = daemon.error(exc)
                 line = json.dumps({"error": str(broken)}) + "\n"
                 await exchange.body(line.encode())
             await exchange.end()

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import socket
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +32,15 @@ from .._text_safety import PrintableLogArgs
 from .info import dsollama_version
 from .slow_clients import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, guarded_protocol
 
-__all__ = ["DEFAULT_MAX_CONNECTIONS", "Server", "bind", "make_server", "url_for"]
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "Server",
+    "bind",
+    "config_options",
+    "make_server",
+    "setup_logging",
+    "url_for",
+]
 
 DEFAULT_MAX_CONNECTIONS = 1000
 "Connections served at once; GUI clients hold a few each, a burst of scripts a few hundred."
@@ -86,6 +96,55 @@ class Server(uvicorn.Server):
                 captured.clear()
 
 
+def config_options(
+    *,
+    grace: int = 30,
+    log_level: str = "info",
+    access_log: bool = False,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+) -> dict[str, Any]:
+    """`uvicorn.Config` keywords for serving the app (all but the app and its HTTP protocol)."""
+    if max_connections < 1:
+        raise ValueError("max_connections must be at least 1")
+    return {
+        "lifespan": "on",
+        "timeout_graceful_shutdown": grace,
+        "log_level": log_level,
+        "access_log": access_log,
+        "ws": "none",
+        # uvicorn refuses once the open connections, this one included, reach the limit.
+        "limit_concurrency": max_connections + 1,
+        "server_header": False,
+        "headers": [("server", f"dsollama/{dsollama_version()}")],
+    }
+
+
+_OURS = "_dsollama_serve"
+"Marks the handler `setup_logging` added: a second call replaces it rather than adding one."
+
+
+def setup_logging(level: str) -> None:
+    """Log lines of a serving process: uvicorn's escaped (its access log quotes request
+    paths), and the router's — one line per routed call, ``chat m -> hosted …`` — on
+    stderr at ``level`` (uvicorn configures only its own loggers).
+
+    Safe to call again (uvicorn sets up its loggers anew in each worker process): the
+    handler it added before is replaced.
+    """
+    PrintableLogArgs.install("uvicorn.access", "uvicorn.error")
+    logger = logging.getLogger("dsollama")
+    logger.setLevel(level.upper())
+    logger.propagate = False
+    for old in [h for h in logger.handlers if getattr(h, _OURS, False)]:
+        logger.removeHandler(old)  # one handler, on the stderr of now
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    # On the handler too, so records of every dsollama.* logger reaching it are escaped.
+    handler.addFilter(PrintableLogArgs())
+    setattr(handler, _OURS, True)
+    logger.addHandler(handler)
+
+
 def make_server(
     app: Any,
     *,
@@ -101,21 +160,14 @@ def make_server(
     ``header_timeout``, ``body_timeout``: seconds a client has to send a request's headers
     and its body (see `slow_clients`). ``max_connections``: connections served at once.
     """
-    if max_connections < 1:
-        raise ValueError("max_connections must be at least 1")
+    options = config_options(
+        grace=grace, log_level=log_level, access_log=access_log, max_connections=max_connections
+    )
     config = uvicorn.Config(
         app,
-        lifespan="on",
-        timeout_graceful_shutdown=grace,
-        log_level=log_level,
-        access_log=access_log,
-        ws="none",
         # Our h11 protocol with deadlines, whatever else is installed (httptools).
         http=guarded_protocol(header_timeout=header_timeout, body_timeout=body_timeout),
-        # uvicorn refuses once the open connections, this one included, reach the limit.
-        limit_concurrency=max_connections + 1,
-        server_header=False,
-        headers=[("server", f"dsollama/{dsollama_version()}")],
+        **options,
     )
     # uvicorn.Config has just set up its loggers; its access log quotes request paths.
     PrintableLogArgs.install("uvicorn.access", "uvicorn.error")

@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
+from .._backends.daemon import OllamaDaemon
 from .errors import ApiError
 from .validate import Body, parse_json_object, read_limited
 
 if TYPE_CHECKING:
-    import httpx
-
     from .._client import AsyncClient
     from .._config import Settings
     from .admin import AdminPolicy
@@ -42,8 +41,8 @@ class ServeState:
     "Who may use the provisioning routes (set by create_app)."
     started_at: float = field(default_factory=time.time)
     client: AsyncClient | None = None
-    proxy: httpx.AsyncClient | None = None
-    "Plain HTTP to the first local daemon, for the routes that pass through."
+    declared: dict[str, list[str]] | None = None
+    "The names each route declares, by route name (`models`, read once)."
 
     @property
     def ai(self) -> AsyncClient:
@@ -51,15 +50,23 @@ class ServeState:
             raise ApiError(503, "dsollama serve is still starting; retry in a moment")
         return self.client
 
-    @property
-    def http(self) -> httpx.AsyncClient:
-        if self.proxy is None:  # pragma: no cover - only before the lifespan started
-            raise ApiError(503, "dsollama serve is still starting; retry in a moment")
-        return self.proxy
+    def daemon(self, route: str | None = None) -> OllamaDaemon:
+        """The daemon's one owner (the first Ollama route's, or ``route``'s): provisioning,
+        the model list and the pass-through go through the same connection and the same
+        error mapping as the routed calls."""
+        for backend in self.ai.router.backends:
+            if isinstance(backend, OllamaDaemon) and route in (None, backend.route):
+                return backend
+        raise ApiError(
+            404,
+            "this server has no Ollama route to pass the request to",
+            code="no_daemon",
+        )
 
     @property
     def daemon_url(self) -> str:
-        return self.ai.settings.ollama_hosts[0]
+        """The first Ollama route's daemon: where provisioning goes."""
+        return self.daemon().host
 
     @property
     def local_only(self) -> bool:
@@ -67,10 +74,11 @@ class ServeState:
 
     @property
     def hosted_configured(self) -> bool:
-        """True when answers may come from the hosted API at all (key set, not local-only)."""
+        """True when answers may come from a third party at all: a third-party route is
+        usable (its key is set), the server is not local-only, and fallback is on."""
         s = self.ai.settings
         return (
-            s.hosted_api_key is not None
+            any(not b.config.private for b in self.ai.router.backends)
             and not self.local_only
             and (s.fallback or s.policy == "hosted-first")
         )

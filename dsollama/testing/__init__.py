@@ -4,7 +4,8 @@ benchmarks and demos.
 `FakeOllama`, `FakeDeepSeek`, `FakeVLLM` and `FakeLlamaServer` are real HTTP servers on
 loopback that behave like the servers they stand in for: status codes, error texts,
 stream framing, queueing, metrics, faults.
-They share one fault vocabulary (`Fault`, `FaultPlan`). Names load lazily, so importing
+They share one fault vocabulary (`Fault`, `FaultPlan`). `RedisServer` is no double: a
+real ``redis-server`` on a free loopback port, for tests of shared routing state. Names load lazily, so importing
 this package costs nothing until a double is used.
 """
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from .deepseek import FakeDeepSeek
     from .llamacpp import FakeLlamaServer
     from .ollama import FakeModel, FakeOllama
+    from .redis_server import RedisServer, RedisServerMissing
     from .vllm import FakeVLLM
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
     "Fault",
     "FaultPlan",
     "RecordedRequest",
+    "RedisServer",
+    "RedisServerMissing",
 ]
 
 _EXPORTS = {
@@ -41,6 +45,8 @@ _EXPORTS = {
     "Fault": "._faults",
     "FaultPlan": "._faults",
     "RecordedRequest": "._server",
+    "RedisServer": ".redis_server",
+    "RedisServerMissing": ".redis_server",
 }
 
 
