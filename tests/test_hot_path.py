@@ -7,11 +7,13 @@ the guarantee it touches still holds.
 from __future__ import annotations
 
 from asyncio.selector_events import BaseSelectorEventLoop
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 import dsollama
+from dsollama import _loop
 from dsollama._call import chat_spec
 from dsollama._config import Settings
 from dsollama._routing import router as router_module
@@ -116,3 +118,22 @@ async def test_the_hosted_route_keeps_its_connection_from_call_to_call(
     hosted_port = int(stack.deepseek.url.rsplit(":", 1)[1])
     # One, or two when a call starts while the last one's reader still reads its tail.
     assert [a[1] for a in connects].count(hosted_port) <= 2
+
+
+def test_a_sync_stream_hands_the_gil_over_once_after_its_first_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first item is shown at once (the loop would otherwise keep the GIL while the
+    # rest arrives); the others are not, which would cost more than it saves.
+    handed: list[int] = []
+
+    async def answer() -> AsyncIterator[int]:
+        for i in range(5):
+            yield i
+
+    async def opened() -> AsyncIterator[int]:
+        return answer()
+
+    monkeypatch.setattr(_loop, "_hand_over", lambda: handed.append(1))
+    assert list(_loop.iterate(opened())) == [0, 1, 2, 3, 4]
+    assert handed == [1]
