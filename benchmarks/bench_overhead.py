@@ -3,9 +3,13 @@
 Both clients call the same Ollama double, which runs in its own process, unpaced
 (``--tokens-per-second 0``) and with enough slots that nothing queues, so what differs is
 the client. Four cells: sync and async, non-streaming and streaming. Calls are
-interleaved (official, dsollama, dsollama without the request log, in a rotating order),
-so drift in the machine's speed hits every client alike; the numbers are ratios measured
-in the same run.
+interleaved (official, dsollama, dsollama without the request log, the bare stream, in a
+rotating order), so drift in the machine's speed hits every client alike; the numbers are
+ratios measured in the same run.
+
+The *bare stream* is the floor of any client that streams from the daemon, as dsollama
+does for every call: httpx (sync or async, as the cell) posting the same request with
+``stream: true`` and reading the answer's bytes to the end, nothing parsed or built.
 
 dsollama runs with its defaults, the request log included (written to a temporary file
 off the request path); "log off" isolates what the log costs. No hosted key is set: when
@@ -43,7 +47,9 @@ from benchmarks._common import Double, percentile
 MODEL = "deepseek-coder:6.7b"
 ANSWER_TOKENS = 32
 MESSAGES = [{"role": "user", "content": "Write a haiku about queues."}]
-CLIENTS = ("official", "dsollama", "dsollama-log-off")
+CLIENTS = ("official", "dsollama", "dsollama-log-off", "bare-stream")
+# The request the bare stream posts: what the clients send for a streamed chat.
+_BARE_BODY = {"model": MODEL, "messages": MESSAGES, "stream": True}
 # A fast local model (an 8B model on a good GPU); short answers keep the run short.
 PACED_RATE = 100.0
 PACED_TOKENS = 16
@@ -90,6 +96,7 @@ def _order(i: int) -> list[str]:
 
 
 def _sync_cell(url: str, log_path: Path, calls: int, warmup: int, stream: bool) -> dict[str, Any]:
+    import httpx
     import ollama
 
     import dsollama
@@ -98,9 +105,14 @@ def _sync_cell(url: str, log_path: Path, calls: int, warmup: int, stream: bool) 
         "official": ollama.Client(host=url),
         "dsollama": dsollama.Client(settings=_settings(url, log_path)),
         "dsollama-log-off": dsollama.Client(settings=_settings(url, None)),
+        "bare-stream": httpx.Client(base_url=url, timeout=30.0),
     }
 
     def call(client: Any) -> int:
+        if isinstance(client, httpx.Client):
+            with client.stream("POST", "/api/chat", json=_BARE_BODY) as response:
+                reads = sum(1 for _ in response.iter_bytes())
+            return reads if stream else 1
         if not stream:
             client.chat(MODEL, MESSAGES)
             return 1
@@ -123,6 +135,7 @@ def _sync_cell(url: str, log_path: Path, calls: int, warmup: int, stream: bool) 
 
 def _async_cell(url: str, log_path: Path, calls: int, warmup: int, stream: bool) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
+        import httpx
         import ollama
 
         import dsollama
@@ -131,9 +144,14 @@ def _async_cell(url: str, log_path: Path, calls: int, warmup: int, stream: bool)
             "official": ollama.AsyncClient(host=url),
             "dsollama": dsollama.AsyncClient(settings=_settings(url, log_path)),
             "dsollama-log-off": dsollama.AsyncClient(settings=_settings(url, None)),
+            "bare-stream": httpx.AsyncClient(base_url=url, timeout=30.0),
         }
 
         async def call(client: Any) -> int:
+            if isinstance(client, httpx.AsyncClient):
+                async with client.stream("POST", "/api/chat", json=_BARE_BODY) as response:
+                    reads = len([chunk async for chunk in response.aiter_bytes()])
+                return reads if stream else 1
             if not stream:
                 await client.chat(MODEL, MESSAGES)
                 return 1
