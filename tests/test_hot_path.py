@@ -137,3 +137,33 @@ def test_a_sync_stream_hands_the_gil_over_once_after_its_first_item(
     monkeypatch.setattr(_loop, "_hand_over", lambda: handed.append(1))
     assert list(_loop.iterate(opened())) == [0, 1, 2, 3, 4]
     assert handed == [1]
+
+
+class _Sink:
+    def __init__(self, content: bool | None) -> None:
+        if content is not None:
+            self.content = content
+        self.records: list[Any] = []
+
+    def record(self, rec: Any) -> None:
+        self.records.append(rec)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_record_carries_the_prompt_and_answer_only_when_a_sink_keeps_them(
+    stack: Stack, stream: bool
+) -> None:
+    metadata_only, keeping = _Sink(content=False), _Sink(content=None)
+    client = stack.client("async", sinks=[metadata_only], log=True)
+    await stack.call("async", client, "chat", "deepseek-r1:8b", USER, stream=stream)
+    (rec,) = metadata_only.records
+    assert (rec.messages, rec.response_text, rec.response_thinking) == (None, None, None)
+    assert rec.ok
+    assert rec.completion_tokens  # the metadata is all there
+    both = stack.client("async", sinks=[metadata_only, keeping], log=True)
+    result = await stack.call("async", both, "chat", "deepseek-r1:8b", USER, stream=stream)
+    kept = keeping.records[0]
+    assert kept.messages == [{"role": "user", "content": USER[0]["content"]}]
+    assert kept.response_text == result.text
+    assert kept.response_thinking == result.thinking

@@ -186,10 +186,15 @@ class CallBook:
         served = served if ok else None
         summary_ttft = self.ttft_s
         total = self.clock() - self.started
-        content = self.delivered_content if self.spec.stream else "".join(d.content for d in answer)
-        thinking = (
-            self.delivered_thinking if self.spec.stream else "".join(d.thinking for d in answer)
-        )
+        # The prompt and the answer only when a sink may keep them: the request log of a
+        # library keeps metadata only, and copying every message per call is wasted then.
+        keeps = self.controls.log and any(getattr(s, "content", True) for s in self.sinks)
+        content = thinking = ""
+        if keeps and self.spec.stream:
+            content, thinking = self.delivered_content, self.delivered_thinking
+        elif keeps:
+            content = "".join(d.content for d in answer)
+            thinking = "".join(d.thinking for d in answer)
         error_class: str | None
         error_message: str | None
         if error is not None and isinstance(error, (asyncio.CancelledError, GeneratorExit)):
@@ -223,7 +228,7 @@ class CallBook:
                 if served and served.kind == "local" and not self.seams
                 else (self.cost_usd if self.cost_known else None)
             ),
-            messages=_messages_for_log(self.spec),
+            messages=_messages_for_log(self.spec) if keeps else None,
             response_text=content or None,
             response_thinking=thinking or None,
         )

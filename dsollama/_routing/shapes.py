@@ -36,7 +36,13 @@ __all__ = [
 
 @runtime_checkable
 class CallSink(Protocol):
-    """Receives one `CallRecord` per finished call; must not block or raise."""
+    """Receives one `CallRecord` per finished call; must not block or raise.
+
+    A sink whose ``content`` attribute is False (the request log of a client that keeps
+    metadata only) declares it stores no prompt or answer: when no sink of a call wants
+    them, its record carries none (``messages``, ``response_text`` and
+    ``response_thinking`` are None), and they are not copied for it.
+    """
 
     def record(self, rec: CallRecord) -> None: ...
 
