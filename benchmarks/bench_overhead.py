@@ -298,8 +298,9 @@ def _top20(stats: pstats.Stats, title: str, calls: int) -> str:
     stats.stream = out  # type: ignore[attr-defined]
     total = stats.total_tt  # type: ignore[attr-defined]
     out.write(f"# {title}\n\n")
-    out.write(f"{calls} calls profiled; {total / calls * 1e3:.3f} ms of profiled CPU per call ")
-    out.write("(cProfile's own overhead included: compare tables, not absolute times).\n\n")
+    out.write(f"{calls} calls profiled; {total / calls * 1e3:.3f} ms of profiled time per call ")
+    out.write("(wall time in profiled code, waits included, both threads for the sync client; ")
+    out.write("cProfile's own overhead included: compare tables, not absolute times).\n\n")
     out.write("## top 20 by own time (tottime)\n\n```\n")
     stats.sort_stats("tottime").print_stats(20)
     out.write("```\n\n## top 20 by cumulative time\n\n```\n")
