@@ -557,7 +557,8 @@ def _dead(b: dict[str, Any]) -> list[str]:
         "Streamed chats; time to the first token. *First call*: a fresh `dsollama.Client` per "
         "call, which tries the daemon, is refused and falls back, against a fresh `openai` "
         "client per call. *Breaker open*: later calls on one client whose breaker opened on "
-        f"the refusal, against a reused `openai` client. {b['calls']} calls each, interleaved.",
+        f"the refusal, against a reused `openai` client. {b['calls']} calls each for the first "
+        f"call, {b.get('reused_calls', b['calls'])} each with the breaker open, interleaved.",
         "",
         *_table(
             ("case", "direct to hosted, median / p99", "dsollama, median / p99", "added, median"),
