@@ -21,6 +21,10 @@ from dsollama._routing import run
 
 from .conftest import USER, Stack
 
+# The local double answers in milliseconds; a loaded machine must not send a call to the
+# hosted double (another answer) by passing the tests' short first-token budget.
+_PATIENT = 5.0
+
 
 @pytest.fixture
 def deliveries(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
@@ -41,7 +45,7 @@ async def test_a_whole_answer_is_handed_over_twice_however_many_chunks(
     stack: Stack, kind: str, deliveries: list[Any]
 ) -> None:
     # The first delta (its time is the first-token budget's), then the rest merged.
-    client = stack.client(kind)
+    client = stack.client(kind, first_token_timeout=_PATIENT)
     streamed = await stack.call(kind, client, "chat", "deepseek-r1:8b", USER, stream=True)
     assert len(deliveries) == len(streamed.chunks) > 10
     deliveries.clear()
@@ -155,13 +159,15 @@ async def test_a_record_carries_the_prompt_and_answer_only_when_a_sink_keeps_the
     stack: Stack, stream: bool
 ) -> None:
     metadata_only, keeping = _Sink(content=False), _Sink(content=None)
-    client = stack.client("async", sinks=[metadata_only], log=True)
+    client = stack.client("async", sinks=[metadata_only], log=True, first_token_timeout=_PATIENT)
     await stack.call("async", client, "chat", "deepseek-r1:8b", USER, stream=stream)
     (rec,) = metadata_only.records
     assert (rec.messages, rec.response_text, rec.response_thinking) == (None, None, None)
     assert rec.ok
     assert rec.completion_tokens  # the metadata is all there
-    both = stack.client("async", sinks=[metadata_only, keeping], log=True)
+    both = stack.client(
+        "async", sinks=[metadata_only, keeping], log=True, first_token_timeout=_PATIENT
+    )
     result = await stack.call("async", both, "chat", "deepseek-r1:8b", USER, stream=stream)
     kept = keeping.records[0]
     assert kept.messages == [{"role": "user", "content": USER[0]["content"]}]
