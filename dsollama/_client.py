@@ -28,7 +28,7 @@ from ._exceptions import ConfigError, DsollamaError
 from ._results import chat_response, generate_response
 from ._routes import RouteConfig, resolve_routes
 from ._routing.router import Router, shared_budget
-from ._routing.shapes import CallSink, RoutedDelta
+from ._routing.shapes import CallSink, Controls, RoutedDelta
 from ._state import BreakerConfig
 from ._state.open import open_store
 from ._types import ChatResponse, EmbedResponse, GenerateResponse
@@ -142,8 +142,19 @@ class _BaseClient:
             ),
         )
         self._provisioner: AsyncProvisioner | None = None
+        self._default_controls: tuple[Settings, Controls] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_watch: AsyncGenerator[None, None] | None = None
+
+    def _controls(self, routing: Mapping[str, Any] | None) -> Controls:
+        """The call's routing controls; those of a call that sets none are made once."""
+        if routing:
+            return resolve_controls(self.settings, routing, source=self._source)
+        defaults = self._default_controls
+        if defaults is None or defaults[0] is not self.settings:
+            defaults = (self.settings, resolve_controls(self.settings, {}, source=self._source))
+            self._default_controls = defaults
+        return defaults[1]
 
     async def _on_this_loop(self) -> None:
         """Make sure the connections belong to the running event loop.
@@ -221,7 +232,7 @@ class AsyncClient(_BaseClient):
         self, spec: CallSpec, routing: Mapping[str, Any] | None = None
     ) -> ChatResponse | GenerateResponse | AsyncIterator[ChatResponse | GenerateResponse]:
         """Route one call given whole (serve and the CLI use this; so do chat/generate)."""
-        controls = resolve_controls(self.settings, routing or {}, source=self._source)
+        controls = self._controls(routing)
         await self._on_this_loop()
         build: Callable[[RoutedDelta], Any] = (
             chat_response if spec.operation == "chat" else generate_response
@@ -411,7 +422,7 @@ class AsyncClient(_BaseClient):
             keep_alive=keep_alive,
             dimensions=dimensions,
         )
-        controls = resolve_controls(self.settings, routing, source=self._source)
+        controls = self._controls(routing)
         await self._on_this_loop()
         return await self._router.embed(spec, controls)
 

@@ -45,6 +45,8 @@ class Delta:
     eval_duration_ns: int | None = None
     context: list[int] | None = None
     "Generate's token context (local only)."
+    created_at: str | None = None
+    "When the server made this piece, as it wrote it (an Ollama daemon's ``created_at``)."
 
     @property
     def has_output(self) -> bool:

@@ -63,14 +63,17 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 _DEFAULTS: dict[type[pydantic.BaseModel], dict[str, Any]] = {}
 
 
-def _construct(cls: type[M], fields: dict[str, Any]) -> M:
+_set = object.__setattr__
+
+
+def _construct(cls: type[M], given: dict[str, Any]) -> M:
     """An instance of ``cls`` from trusted values, without validation.
 
     What `model_construct` does, minus resolving every field's default on each call —
-    the bulk of the per-chunk cost when an answer streams. Only fields that have a value
-    count as set, as the server omits empty ones (so ``'thinking' in msg`` answers as it
-    does for the official client). tests/test_results.py checks the result is the same
-    as a validated instance.
+    the bulk of the per-chunk cost when an answer streams. ``given`` holds only fields
+    that have a value, and only those count as set, as the server omits empty ones (so
+    ``'thinking' in msg`` answers as it does for the official client).
+    tests/test_results.py checks the result is the same as a validated instance.
     """
     defaults = _DEFAULTS.get(cls)
     if defaults is None:
@@ -78,15 +81,16 @@ def _construct(cls: type[M], fields: dict[str, Any]) -> M:
             name: field.get_default(call_default_factory=True)
             for name, field in cls.model_fields.items()
         }
-    given = {k: v for k, v in fields.items() if v is not None}
     obj = cls.__new__(cls)
-    values = dict(defaults)
-    values.update(given)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(given))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
+    _set(obj, "__dict__", {**defaults, **given})
+    _set(obj, "__pydantic_fields_set__", set(given))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
     return obj
+
+
+def _with_values(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def chat_response(routed: RoutedDelta) -> ChatResponse:
@@ -94,29 +98,26 @@ def chat_response(routed: RoutedDelta) -> ChatResponse:
 
     Built without validation (`_construct`): every value was produced by dsollama's own
     code with the right types, and validating each streamed chunk again would cost more
-    than the rest of the per-chunk work together.
+    than the rest of the per-chunk work together. ``created_at`` is the server's when it
+    sent one (an Ollama daemon does, as the official client shows), else now.
     """
     delta, served = routed.delta, routed.served_by
-    message = _construct(
-        ollama.Message,
-        {
-            "role": "assistant",
-            "content": delta.content,
-            "thinking": delta.thinking or None,
-            "tool_calls": _tool_calls(delta),
-        },
-    )
+    text: dict[str, Any] = {"role": "assistant", "content": delta.content}
+    if delta.thinking:
+        text["thinking"] = delta.thinking
+    if delta.tool_calls:
+        text["tool_calls"] = _tool_calls(delta)
     fields: dict[str, Any] = {
         "model": served.model,
-        "created_at": _now(),
-        "message": message,
+        "created_at": delta.created_at or _now(),
+        "message": _construct(ollama.Message, text),
         "done": delta.done,
         "served_by": served,
     }
     if routed.restart:
         fields["restart"] = True
     if routed.summary is not None:
-        fields.update(_final_fields(delta, served, routed.summary))
+        fields.update(_with_values(_final_fields(delta, served, routed.summary)))
     return _construct(ChatResponse, fields)
 
 
@@ -124,15 +125,17 @@ def generate_response(routed: RoutedDelta) -> GenerateResponse:
     delta, served = routed.delta, routed.served_by
     fields: dict[str, Any] = {
         "model": served.model,
-        "created_at": _now(),
+        "created_at": delta.created_at or _now(),
         "response": delta.content,
-        "thinking": delta.thinking or None,
         "done": delta.done,
         "served_by": served,
     }
+    if delta.thinking:
+        fields["thinking"] = delta.thinking
     if routed.restart:
         fields["restart"] = True
     if routed.summary is not None:
-        fields.update(_final_fields(delta, served, routed.summary))
-        fields["context"] = delta.context
+        fields.update(_with_values(_final_fields(delta, served, routed.summary)))
+        if delta.context is not None:
+            fields["context"] = delta.context
     return _construct(GenerateResponse, fields)

@@ -511,3 +511,55 @@ def test_the_shared_capacity_tiny_runs(tmp_path: Path, request: pytest.FixtureRe
             assert "within_one_request" in config["versus_baseline"]
     assert "## 6. Shared capacity" in doc
     assert "## 8. serve replicas sharing Redis" in doc
+
+
+def _overhead_cell(ours: float, floor: float) -> dict[str, Any]:
+    ratios = {"median_call": ours, "p99_call": ours, "median_chunk": ours, "p99_chunk": ours}
+    stats = {"median_call_s": 0.002, "p99_call_s": 0.003}
+    return {
+        "stats": dict.fromkeys(("official", "dsollama"), stats),
+        "ratio_vs_official": {
+            "dsollama": ratios,
+            "dsollama-log-off": ratios,
+            "bare-stream": {**ratios, "median_call": floor},
+        },
+    }
+
+
+def test_the_library_and_dead_daemon_targets_are_met_only_in_every_cell() -> None:
+    cells = ("sync-whole", "sync-stream", "async-whole", "async-stream")
+    overhead = {
+        "calls": 300,
+        "paced_calls": 20,
+        "answer_tokens": 32,
+        "paced_answer_tokens": 16,
+        "paced_tokens_per_second": 100.0,
+        "paced": {cell: _overhead_cell(1.01, 1.0) for cell in cells},
+        "unpaced": {cell: _overhead_cell(1.1, 1.05) for cell in cells},
+    }
+    dead = {
+        "calls": 50,
+        "stats": {
+            name: {"median_s": 0.004, "p99_s": 0.005}
+            for name in ("direct", "first_call", "direct_reused", "breaker_open")
+        },
+        "added_ttft_s": {"first_call_median": 0.004, "breaker_open_median": 0.0004},
+    }
+    results = {**_synthetic(), "benchmarks": {"overhead": overhead, "dead_daemon": dead}}
+    doc = report.markdown(results)
+    library = next(line for line in doc.splitlines() if "Library overhead" in line)
+    assert library.endswith("| met |")
+    assert "async-stream 1.10×" in library
+    assert "(a bare stream of the same answer: 1.05×, 1.05×, 1.05×, 1.05×)" in library
+    dead_row = next(line for line in doc.splitlines() if line.startswith("| Dead daemon:"))
+    assert dead_row.endswith("| met |")
+    assert "| bare stream, ratio (median) |" in doc
+    overhead["unpaced"]["sync-whole"] = _overhead_cell(1.21, 1.9)
+    dead["added_ttft_s"]["breaker_open_median"] = 0.0006
+    doc = report.markdown(results)
+    assert next(line for line in doc.splitlines() if "Library overhead" in line).endswith(
+        "| **missed** |"
+    )
+    assert next(line for line in doc.splitlines() if line.startswith("| Dead daemon:")).endswith(
+        "| **missed** |"
+    )

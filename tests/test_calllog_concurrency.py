@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import pytest
 
-from dsollama._calllog import CallLog, LogSink, dropped_counts, recent_calls
+from dsollama._calllog import CallLog, LogSink, dropped_counts, recent_calls, store
 from dsollama._types import Attempt, CallRecord, ServedBy
 
 LOCAL = ServedBy(
@@ -113,6 +113,31 @@ async def test_many_async_tasks_and_threads_write_without_loss(make_log: Any, db
     prompts = _prompts(db)
     assert len(prompts) == 1080
     assert len(set(prompts)) == 1080
+
+
+def test_calls_in_quick_succession_wake_the_writer_once(
+    make_log: Any, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A wake-up per call competes with the caller for the CPU and the GIL: the writer,
+    # woken by the first record, lets the others gather and stores them in one go.
+    monkeypatch.setattr(store, "GATHER_S", 60.0)
+    log = make_log()
+    transactions: list[int] = []
+    insert = log._insert
+
+    def counted(conn: Any, rows: list[Any], pending: dict[str, int]) -> None:
+        transactions.append(len(rows))
+        insert(conn, rows, pending)
+
+    monkeypatch.setattr(log, "_insert", counted)
+    for i in range(10):
+        log.record(make_record(str(i)))
+        time.sleep(0.005)  # calls a few milliseconds apart, as a busy program makes them
+    started = time.monotonic()
+    assert log.flush()  # a flush does not wait out the gathering
+    assert time.monotonic() - started < 30
+    assert transactions == [10]
+    assert len(_prompts(db)) == 10
 
 
 def test_two_sinks_in_one_process_share_the_file(make_log: Any, db: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import httpx
 import ollama
@@ -22,8 +23,11 @@ from dsollama._exceptions import (
 from dsollama._wire.local import (
     LOCAL_ERRORS,
     ContextOverflowError,
+    NdjsonLines,
+    ShapeError,
     classify_local_error,
     local_chunk_to_delta,
+    parse_local_line,
     to_ollama_messages,
 )
 from dsollama._wire.reasoning import ThinkSplitter
@@ -42,15 +46,13 @@ FINAL_METRICS = {
 }
 
 
-def chat_chunk(**message: object) -> ollama.ChatResponse:
-    return ollama.ChatResponse.model_validate(
-        {
-            "model": "qwen3:8b",
-            "created_at": "2026-08-20T10:00:00Z",
-            "message": {"role": "assistant", "content": "", **message},
-            "done": False,
-        }
-    )
+def chat_chunk(**message: object) -> dict[str, object]:
+    return {
+        "model": "qwen3:8b",
+        "created_at": "2026-08-20T10:00:00Z",
+        "message": {"role": "assistant", "content": "", **message},
+        "done": False,
+    }
 
 
 # -- chunks --------------------------------------------------------------------------------------
@@ -71,15 +73,15 @@ def test_chat_stream_with_thinking_and_tools() -> None:
         ),
         None,
     )
-    assert tools.tool_calls == [ToolCall(name="get_weather", arguments={"city": "Tokyo"})]
-    final_chunk = ollama.ChatResponse.model_validate(
-        {
-            "model": "qwen3:8b",
-            "created_at": "...",
-            "message": {"role": "assistant", "content": ""},
-            **FINAL_METRICS,
-        }
-    )
+    assert tools.tool_calls == [
+        ToolCall(name="get_weather", arguments={"city": "Tokyo"}, id="call_k3j9x0qa")
+    ]
+    final_chunk = {
+        "model": "qwen3:8b",
+        "created_at": "...",
+        "message": {"role": "assistant", "content": ""},
+        **FINAL_METRICS,
+    }
     final = local_chunk_to_delta(final_chunk, None)
     assert final.done
     assert final.done_reason == "stop"
@@ -92,21 +94,15 @@ def test_chat_stream_with_thinking_and_tools() -> None:
 
 def test_generate_chunks_with_thinking_and_context() -> None:
     # The reference's generate example (Ollama API §3.2).
-    first = ollama.GenerateResponse.model_validate(
-        {"model": "deepseek-r1:8b", "response": "", "thinking": "The user", "done": False}
-    )
-    answer = ollama.GenerateResponse.model_validate(
-        {"model": "deepseek-r1:8b", "response": "4", "done": False}
-    )
-    last = ollama.GenerateResponse.model_validate(
-        {
-            "model": "deepseek-r1:8b",
-            "response": "",
-            "context": [151644, 17, 10, 17],
-            **FINAL_METRICS,
-        }
-    )
-    deltas = [local_chunk_to_delta(c, None) for c in (first, answer, last)]
+    first = {"model": "deepseek-r1:8b", "response": "", "thinking": "The user", "done": False}
+    answer = {"model": "deepseek-r1:8b", "response": "4", "done": False}
+    last = {
+        "model": "deepseek-r1:8b",
+        "response": "",
+        "context": [151644, 17, 10, 17],
+        **FINAL_METRICS,
+    }
+    deltas = [local_chunk_to_delta(c, None, operation="generate") for c in (first, answer, last)]
     assert [(d.thinking, d.content) for d in deltas[:2]] == [("The user", ""), ("", "4")]
     assert deltas[2].context == [151644, 17, 10, 17]
     assert deltas[2].done
@@ -114,10 +110,8 @@ def test_generate_chunks_with_thinking_and_context() -> None:
 
 
 def test_non_final_chunk_has_no_counters() -> None:
-    chunk = ollama.GenerateResponse.model_validate(
-        {"model": "m", "response": "x", "done": False, "eval_count": 3}
-    )
-    delta = local_chunk_to_delta(chunk, None)
+    chunk = {"model": "m", "response": "x", "done": False, "eval_count": 3}
+    delta = local_chunk_to_delta(chunk, None, operation="generate")
     assert not delta.done
     assert delta.completion_tokens is None
 
@@ -126,9 +120,7 @@ def test_inline_think_from_an_old_server_is_split_across_chunks() -> None:
     splitter = ThinkSplitter(thinking_model=True)
     pieces = ["<thi", "nk>\nCount", " the r's.\n</th", "ink>\n\nThree."]
     deltas = [local_chunk_to_delta(chat_chunk(content=p), splitter) for p in pieces]
-    last = ollama.ChatResponse.model_validate(
-        {"model": "m", "message": {"role": "assistant", "content": ""}, **FINAL_METRICS}
-    )
+    last = {"model": "m", "message": {"role": "assistant", "content": ""}, **FINAL_METRICS}
     deltas.append(local_chunk_to_delta(last, splitter))
     assert "".join(d.thinking for d in deltas) == "Count the r's."
     assert "".join(d.content for d in deltas) == "Three."
@@ -142,9 +134,7 @@ def test_held_partial_tag_is_flushed_on_the_final_chunk() -> None:
     splitter = ThinkSplitter()
     held = local_chunk_to_delta(chat_chunk(content="<thi"), splitter)
     assert held.content == ""
-    last = ollama.ChatResponse.model_validate(
-        {"model": "m", "message": {"role": "assistant", "content": ""}, **FINAL_METRICS}
-    )
+    last = {"model": "m", "message": {"role": "assistant", "content": ""}, **FINAL_METRICS}
     assert local_chunk_to_delta(last, splitter).content == "<thi"
 
 
@@ -156,6 +146,79 @@ def test_server_separated_thinking_switches_the_splitter_off() -> None:
     b = local_chunk_to_delta(chat_chunk(content="The answer"), splitter)
     assert (a.thinking, a.content) == ("Reasoning", "")
     assert (b.thinking, b.content) == ("", "The answer")
+
+
+# -- NDJSON lines and their shapes ------------------------------------------------------------
+
+
+def test_ndjson_lines_are_whole_however_the_bytes_arrive() -> None:
+    stream = b'{"a": 1}\n{"b": "x\xc3\xa9"}\r\n\n{"c": 3}'
+    for size in (1, 2, 3, 7, len(stream)):
+        lines = NdjsonLines()
+        out: list[bytes] = []
+        for i in range(0, len(stream), size):
+            out += lines.feed(stream[i : i + size])
+        last = lines.finish()
+        assert out == [b'{"a": 1}', b'{"b": "x\xc3\xa9"}\r', b""]
+        assert last == b'{"c": 3}'
+
+
+def test_a_line_is_parsed_as_the_official_client_reads_it() -> None:
+    assert parse_local_line(b'{"response": "caf\xc3\xa9"}\r') == {"response": "café"}
+    assert parse_local_line(b'{"response": "\xff"}') == {"response": "\ufffd"}
+    assert parse_local_line(b'  {"done": true}  ') == {"done": True}
+    for broken in (b"", b"{", b'{"done": true} {"done": true}', b'{"done": true}x'):
+        with pytest.raises(json.JSONDecodeError):
+            parse_local_line(broken)
+    with pytest.raises(ollama.ResponseError) as caught:
+        parse_local_line(b'{"error": "model runner crashed"}')
+    assert (caught.value.error, caught.value.status_code) == ("model runner crashed", -1)
+
+
+@pytest.mark.parametrize(
+    ("line", "operation", "field"),
+    [
+        (b'["not", "an", "object"]', "chat", "the line"),
+        (b'"text"', "chat", "the line"),
+        (b'{"done": false}', "chat", "message"),
+        (b'{"message": "hi", "done": false}', "chat", "message"),
+        (b'{"message": {"content": 42}, "done": false}', "chat", "message.content"),
+        (b'{"message": {"thinking": []}, "done": false}', "chat", "message.thinking"),
+        (b'{"message": {"tool_calls": {}}, "done": false}', "chat", "message.tool_calls"),
+        (
+            b'{"message": {"tool_calls": [{"function": {"arguments": {}}}]}, "done": false}',
+            "chat",
+            "message.tool_calls[0].function.name",
+        ),
+        (b'{"message": {"content": ""}, "done": "yes"}', "chat", "done"),
+        (b'{"response": 1, "done": false}', "generate", "response"),
+        (b'{"response": "", "context": ["a"], "done": true}', "generate", "context"),
+        (b'{"response": "", "done": true, "eval_count": "many"}', "generate", "eval_count"),
+    ],
+)
+def test_a_chunk_of_the_wrong_shape_is_a_server_error_naming_the_field(
+    line: bytes, operation: Literal["chat", "generate"], field: str
+) -> None:
+    with pytest.raises(ShapeError) as caught:
+        local_chunk_to_delta(parse_local_line(line), None, operation=operation)
+    assert caught.value.path == field
+    error = classify(caught.value)
+    assert type(error) is ServerError
+    assert "unexpected shape" in str(error)
+    assert field in str(error)
+
+
+def test_fields_the_decoder_does_not_read_are_not_checked() -> None:
+    chunk = {
+        "message": {"role": "assistant", "content": "hi", "images": 3},
+        "done": False,
+        "created_at": 1,
+        "logprobs": "x",
+    }
+    assert local_chunk_to_delta(chunk).content == "hi"
+    whole = {"response": "", "done": True, "eval_count": 21.0, "total_duration": None}
+    final = local_chunk_to_delta(whole, operation="generate")
+    assert (final.completion_tokens, final.total_duration_ns) == (21, None)
 
 
 # -- messages ------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ creates, blob uploads, and serve's pass-through. It owns
 - the connection: one transport (one pool, one TLS context) built once with the user's
   httpx options (headers, auth, transport, verify, cert, proxy), shared by the official
   ``ollama`` clients it holds (one per timeout class) and a plain httpx client for what the
-  official client does not cover (version, blobs, raw JSON);
+  official client does not cover (version, blobs, raw JSON). Routed chat and generate
+  go out on the official client's own httpx client with the body its request models
+  build (`_wire.local_request`); their NDJSON answers are read here (`_wire.local`);
 - one error mapping (`classify_local_error`): the same failure is the same dsollama error
   whichever door it came through;
 - what it has learned about the daemon: its version (cached only from a real answer),
@@ -43,7 +45,14 @@ from .._exceptions import (
 from .._routes import RouteConfig
 from .._state import ServerQueue
 from .._types import RouteKind
-from .._wire.local import LOCAL_ERRORS, classify_local_error, local_chunk_to_delta
+from .._wire.local import (
+    LOCAL_ERRORS,
+    NdjsonLines,
+    classify_local_error,
+    local_chunk_to_delta,
+    parse_local_line,
+)
+from .._wire.local_request import chat_body, generate_body
 from .._wire.reasoning import ThinkSplitter
 from . import CallSpec, EmbedSpec, ModelState, StreamStats, http_limits, http_timeout
 
@@ -132,6 +141,15 @@ class OllamaDaemon:
         }
         self._transport = transport
         self._infer = ollama.AsyncClient(self.host, timeout=http_timeout(self._settings), **shared)
+        # Routed chat and generate are sent on the official client's own httpx client
+        # (its base URL, headers, timeout and transport: the request it would send), to
+        # URLs resolved once: per-request headers and path parsing cost httpx more than
+        # the rest of the request.
+        self._infer_http: httpx.AsyncClient = self._infer._client
+        self._urls = {
+            op: self._infer_http.build_request("POST", f"/api/{op}").url
+            for op in ("chat", "generate")
+        }
         self.admin = ollama.AsyncClient(self.host, timeout=self.quick_timeout, **shared)
         "The official client for one-shot admin calls (list, show, ps, delete, copy)."
         self.long = ollama.AsyncClient(self.host, timeout=self.long_timeout, **shared)
@@ -303,13 +321,12 @@ class OllamaDaemon:
 
     # -- inference ------------------------------------------------------------------------
 
-    async def stream(
+    def stream(
         self, spec: CallSpec, *, model: str, thinking: bool | None, stats: StreamStats
     ) -> AsyncIterator[Delta]:
-        async for delta in self._answer(spec, model, spec.messages, stats):
-            yield delta
+        return self._answer(spec, model, spec.messages)
 
-    async def continue_stream(
+    def continue_stream(
         self,
         spec: CallSpec,
         *,
@@ -327,34 +344,52 @@ class OllamaDaemon:
         prefix: dict[str, Any] = {"role": "assistant", "content": partial_content}
         if partial_thinking:
             prefix["thinking"] = partial_thinking
-        messages = [*list(spec.messages or []), prefix]
-        async for delta in self._answer(spec, model, messages, stats):
-            yield delta
+        return self._answer(spec, model, [*list(spec.messages or []), prefix])
 
-    async def _answer(
-        self, spec: CallSpec, model: str, messages: Any, stats: StreamStats
-    ) -> AsyncIterator[Delta]:
+    async def _answer(self, spec: CallSpec, model: str, messages: Any) -> AsyncIterator[Delta]:
+        """The answer as `Delta`s, read from the daemon's NDJSON stream.
+
+        The request is the official client's, byte for byte (`_wire.local_request`), on
+        its own httpx client; the answer is read here rather than by the official client,
+        which validates every line into a pydantic model — for an unpaced answer, more
+        work than everything else dsollama does per chunk. The lines are checked all the
+        same (`_wire.local`), and read to the end so the connection is reused.
+        """
         partial: list[str] = []
         done = False
+        operation: Literal["chat", "generate"] = "chat" if spec.operation == "chat" else "generate"
         try:
             splitter = ThinkSplitter(thinking_model=await self._inline_reasoning(model))
-            chunks = await self._open(spec, model, messages)
-            while True:
+            body = self._request_body(spec, model, messages)
+            url = self._urls[operation]
+            async with self._infer_http.stream("POST", url, json=body) as response:
                 try:
-                    chunk = await chunks.__anext__()
-                except StopAsyncIteration:
-                    break
-                except (AttributeError, TypeError) as exc:
-                    # The official client indexes into each NDJSON line: a line that is
-                    # an array or a string is a malformed stream.
-                    raise self._malformed(exc) from exc
-                if done:
-                    continue  # nothing follows done:true; read to the end so the connection is reused
-                delta = local_chunk_to_delta(chunk, splitter)
-                if delta.content:
-                    partial.append(delta.content)
-                done = bool(chunk.done)
-                yield delta
+                    response.raise_for_status()
+                except httpx.HTTPStatusError as exc:
+                    # As the official client reports a status: the body's "error" field.
+                    await exc.response.aread()
+                    raise ollama.ResponseError(
+                        exc.response.text, exc.response.status_code
+                    ) from None
+                lines = NdjsonLines()
+                async for data in response.aiter_bytes():
+                    for line in lines.feed(data):
+                        if done:
+                            continue  # nothing follows done:true; read on so the connection is reused
+                        delta = local_chunk_to_delta(
+                            parse_local_line(line), splitter, operation=operation
+                        )
+                        if delta.content:
+                            partial.append(delta.content)
+                        done = delta.done
+                        yield delta
+                last = lines.finish()
+                if last is not None and not done:
+                    delta = local_chunk_to_delta(
+                        parse_local_line(last), splitter, operation=operation
+                    )
+                    done = delta.done
+                    yield delta
         except LOCAL_ERRORS as exc:
             raise self.error(exc, model=model, partial_text="".join(partial)) from exc
         if not done:
@@ -365,16 +400,15 @@ class OllamaDaemon:
                 partial_text="".join(partial),
             )
 
-    async def _open(self, spec: CallSpec, model: str, messages: Any) -> AsyncIterator[Any]:
-        # The official overloads key on Literal stream values; the arguments are passed
-        # through as the caller gave them.
-        client: Any = self._infer
+    def _request_body(self, spec: CallSpec, model: str, messages: Any) -> dict[str, Any]:
+        """The JSON body of the streamed request, as the official client makes it from
+        the caller's arguments (`_call` turns an empty ``suffix``, ``system``, ``template``
+        or ``format`` into None, which the daemon reads the same way)."""
         if spec.operation == "chat":
-            chunks: AsyncIterator[Any] = await client.chat(
+            return chat_body(
                 model=model,
                 messages=list(messages or []),
                 tools=list(spec.tools) if spec.tools else None,
-                stream=True,
                 think=spec.think,
                 format=spec.format,
                 options=spec.options,
@@ -382,17 +416,15 @@ class OllamaDaemon:
                 logprobs=spec.logprobs,
                 top_logprobs=spec.top_logprobs,
             )
-            return chunks
-        chunks = await client.generate(
+        return generate_body(
             model=model,
-            prompt=spec.prompt or "",
-            suffix=spec.suffix or "",
-            system=spec.system or "",
-            template=spec.template or "",
+            prompt=spec.prompt,
+            suffix=spec.suffix,
+            system=spec.system,
+            template=spec.template,
             context=spec.context,
-            stream=True,
             think=spec.think,
-            raw=bool(spec.raw),
+            raw=spec.raw,
             format=spec.format,
             images=spec.images,
             options=spec.options,
@@ -400,7 +432,6 @@ class OllamaDaemon:
             logprobs=spec.logprobs,
             top_logprobs=spec.top_logprobs,
         )
-        return chunks
 
     async def embed(self, spec: EmbedSpec, *, model: str) -> dict[str, Any]:
         with self.translate(model):

@@ -310,7 +310,13 @@ class HostedBackend:
                     for delta in self._checked(request, content, deltas):
                         yield delta
                     return
+                ended = False
                 async for line in response.aiter_lines():
+                    if ended:
+                        # Only the end of the body follows `[DONE]`: read it, so the
+                        # connection goes back to the pool instead of being dropped (a
+                        # new connection per call costs more than the rest of the call).
+                        continue
                     event = parser.feed_line(line)
                     if event is None:
                         if not line.strip() and parser.data_events == 0:
@@ -320,15 +326,18 @@ class HostedBackend:
                         stats.filler += 1
                         continue
                     if isinstance(event, Done):
-                        break
+                        ended = True
+                        finished = decoder.finish(keepalives=parser.keepalives_before_data)
+                        for delta in self._checked(request, content, finished):
+                            yield delta
+                        continue
                     if isinstance(event, Data):
                         for delta in self._checked(request, content, decoder.feed(event.payload)):
                             yield delta
-                        # After the final delta only `[DONE]` follows: keep reading so the
-                        # connection goes back to the pool instead of being dropped.
-                finished = decoder.finish(keepalives=parser.keepalives_before_data)
-                for delta in self._checked(request, content, finished):
-                    yield delta
+                if not ended:
+                    finished = decoder.finish(keepalives=parser.keepalives_before_data)
+                    for delta in self._checked(request, content, finished):
+                        yield delta
         except httpx.ConnectError as exc:
             raise DaemonUnreachableError(
                 self.endpoint, route=self.route, detail=redact(str(exc), (self._key,))

@@ -3,7 +3,11 @@
 The caller's side of ``record()`` is a shallow copy of the message list and a
 ``put_nowait`` (a few microseconds): no I/O, no lock held across I/O, nothing that can
 raise. Everything else (JSON, redaction, SQLite) happens on the writer thread, which
-drains the queue in batches, one transaction per batch. When the database cannot take a
+drains the queue in batches, one transaction per batch. Woken by a record, the writer
+first lets the calls that follow gather for `GATHER_S` (a flush or close cuts that
+short): a busy caller then wakes it a few times a second instead of once per call, and
+a wake-up that competes with the caller's threads for the GIL and the CPU, on every
+call, would cost the caller more than the row itself. When the database cannot take a
 batch (locked by another process past the busy timeout, disk full, unwritable folder)
 the batch is dropped and counted: the log loses rows, never an answer. Counts of lost
 rows are persisted in the ``dropped`` table at the next successful write, so
@@ -45,6 +49,11 @@ logger = logging.getLogger("dsollama")
 # Largest batch per transaction: big enough to amortise the commit, small enough that a
 # flush marker queued behind a burst is answered quickly.
 _BATCH = 256
+
+GATHER_S = 0.2
+_ROWS_PER_YIELD = 16
+"Rows converted between two hand-backs of the GIL (a few hundred microseconds of work)."
+"How long the writer, woken by a record, lets further records gather before it stores."
 
 # In a str every surrogate code point is a lone one (a pair would be one character).
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -270,6 +279,8 @@ class CallLog:
 
     def _reset_runtime(self) -> None:
         self._queue: queue.Queue[_Item] = queue.Queue(self.max_queue)
+        self._hurry = threading.Event()
+        "Set by flush and close: store what has gathered now."
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -330,6 +341,7 @@ class CallLog:
             self._queue.put(marker, timeout=max(timeout, 0.0))
         except queue.Full:
             return False
+        self._hurry.set()
         return marker.wait(max(deadline - time.monotonic(), 0.0))
 
     def close(self, timeout: float = 5.0) -> None:
@@ -343,6 +355,7 @@ class CallLog:
             self._queue.put(_STOP, timeout=max(timeout, 0.0))
         except queue.Full:
             return
+        self._hurry.set()
         thread.join(max(deadline - time.monotonic(), 0.0))
 
     @property
@@ -391,6 +404,10 @@ class CallLog:
         try:
             while not stop:
                 batch = [self._queue.get()]
+                if not isinstance(batch[0], (_Stop, threading.Event)):
+                    # Let the calls that follow this one gather (see the module docstring).
+                    self._hurry.wait(GATHER_S)
+                self._hurry.clear()
                 while len(batch) < _BATCH:
                     try:
                         batch.append(self._queue.get_nowait())
@@ -446,14 +463,17 @@ class CallLog:
     ) -> sqlite3.Connection | None:
         rows: list[Row] = []
         secrets = self._secrets
-        for rec, messages, keep in records:
+        for n, (rec, messages, keep) in enumerate(records, 1):
             try:
                 rows.append(record_to_row(rec, messages, log_content=keep, secrets=secrets))
             except Exception:
                 self._drop("error")
-            # Hand the GIL back between rows: JSON and regexes hold it, and a burst would
-            # otherwise make the caller's threads (the event loop) wait a switch interval.
-            time.sleep(0)
+            if n % _ROWS_PER_YIELD == 0:
+                # Hand the GIL back now and then: JSON and regexes hold it, and a burst
+                # would otherwise make the caller's threads (the event loop) wait a
+                # switch interval. Not after every row: each hand-back is a system call,
+                # which on a busy machine gives the CPU away as well.
+                time.sleep(0)
         with self._lock:
             pending, self._unpersisted = self._unpersisted, {}
         try:

@@ -18,7 +18,10 @@ class Watchdog:
     def __init__(self) -> None:
         self._task = asyncio.current_task()
         self._loop = asyncio.get_running_loop()
+        self._time = self._loop.time
         self._handle: asyncio.TimerHandle | None = None
+        self._when = 0.0
+        "When the timer fires (kept here: this is read for every chunk)."
         self.phase = ""
         self.seconds = 0.0
         self._deadline = 0.0
@@ -31,11 +34,12 @@ class Watchdog:
         when it fires early (the deadline moved on) or when the deadline moves closer.
         """
         self.phase, self.seconds = phase, seconds
-        self._deadline = self._loop.time() + max(seconds, 0.0)
-        if self._handle is None or self._handle.when() > self._deadline:
+        deadline = self._deadline = self._time() + (seconds if seconds > 0 else 0.0)
+        if self._handle is None or self._when > deadline:
             if self._handle is not None:
                 self._handle.cancel()
-            self._handle = self._loop.call_at(self._deadline, self._fire)
+            self._handle = self._loop.call_at(deadline, self._fire)
+            self._when = deadline
 
     def disarm(self) -> None:
         if self._handle is not None:
@@ -44,8 +48,9 @@ class Watchdog:
 
     def _fire(self) -> None:
         self._handle = None
-        if self._loop.time() < self._deadline:  # progress since: wait for the new deadline
+        if self._time() < self._deadline:  # progress since: wait for the new deadline
             self._handle = self._loop.call_at(self._deadline, self._fire)
+            self._when = self._deadline
             return
         if self._task is not None and not self._task.done():
             self.fired = self.phase

@@ -49,8 +49,8 @@ class CallBook:
         self.attempts: list[Attempt] = []
         self.fallback_reason: str | None = None
         self.seams: list[Seam] = []
-        self.delivered_content = ""
-        self.delivered_thinking = ""
+        self._content: list[str] = []
+        self._thinking: list[str] = []
         self.ttft_s: float | None = None
         self.usage: HostedUsage | None = None
         self.cost_usd: float = 0.0
@@ -101,8 +101,31 @@ class CallBook:
         )
 
     def track_delivered(self, delta: Delta) -> None:
-        self.delivered_content += delta.content
-        self.delivered_thinking += delta.thinking
+        # Pieces, joined when asked: adding to a string attribute copies the whole text
+        # at every chunk.
+        if delta.content:
+            self._content.append(delta.content)
+        if delta.thinking:
+            self._thinking.append(delta.thinking)
+
+    def reset_delivered(self) -> None:
+        """The answer restarts: the caller discards what it received."""
+        self._content.clear()
+        self._thinking.clear()
+
+    @property
+    def delivered_content(self) -> str:
+        """The answer text the caller has received so far."""
+        if len(self._content) > 1:
+            self._content[:] = ["".join(self._content)]
+        return self._content[0] if self._content else ""
+
+    @property
+    def delivered_thinking(self) -> str:
+        """The reasoning the caller has received so far."""
+        if len(self._thinking) > 1:
+            self._thinking[:] = ["".join(self._thinking)]
+        return self._thinking[0] if self._thinking else ""
 
     def summary(self, winner: Racer | None, routes: Sequence[RouteChoice]) -> CallSummary:
         winner_kind = winner.choice.kind if winner is not None else None
@@ -163,10 +186,15 @@ class CallBook:
         served = served if ok else None
         summary_ttft = self.ttft_s
         total = self.clock() - self.started
-        content = self.delivered_content if self.spec.stream else "".join(d.content for d in answer)
-        thinking = (
-            self.delivered_thinking if self.spec.stream else "".join(d.thinking for d in answer)
-        )
+        # The prompt and the answer only when a sink may keep them: the request log of a
+        # library keeps metadata only, and copying every message per call is wasted then.
+        keeps = self.controls.log and any(getattr(s, "content", True) for s in self.sinks)
+        content = thinking = ""
+        if keeps and self.spec.stream:
+            content, thinking = self.delivered_content, self.delivered_thinking
+        elif keeps:
+            content = "".join(d.content for d in answer)
+            thinking = "".join(d.thinking for d in answer)
         error_class: str | None
         error_message: str | None
         if error is not None and isinstance(error, (asyncio.CancelledError, GeneratorExit)):
@@ -200,7 +228,7 @@ class CallBook:
                 if served and served.kind == "local" and not self.seams
                 else (self.cost_usd if self.cost_known else None)
             ),
-            messages=_messages_for_log(self.spec),
+            messages=_messages_for_log(self.spec) if keeps else None,
             response_text=content or None,
             response_thinking=thinking or None,
         )

@@ -53,6 +53,16 @@ _KEEP_ALIVE_GUESS_S = 240.0
 _SETTLE_S = 2.0
 # Below this many estimated tokens no DeepSeek model's context can overflow; skip the check.
 _SMALL_PROMPT_TOKENS = 1536
+# Plans kept per router (one per model, policy, privacy, think and fallbacks used).
+_PLANS_KEPT = 256
+
+_Plan = tuple[list[Candidate], list[RouteChoice], list[tuple[int, int]]]
+"Candidates in configuration order, their route choices, and the [start, end) spans to rank."
+
+
+def _tier(candidate: Candidate) -> tuple[bool, str]:
+    """What `plan_candidates` ranks within: one tier (private or not), one chain model."""
+    return candidate.route.private, candidate.requested
 
 
 class Router:
@@ -93,6 +103,7 @@ class Router:
         "Warm-ups: cancelled when the client closes."
         self._settling: set[asyncio.Task[None]] = set()
         "Readers finishing an answer the caller already has: awaited when the client closes."
+        self._plans: dict[tuple[object, ...], _Plan] = {}
 
     @property
     def private_routes(self) -> list[Backend]:
@@ -109,10 +120,9 @@ class Router:
 
     # -- planning -------------------------------------------------------------------------
 
-    def _rank(self, candidate: Candidate) -> tuple[float, ...]:
+    def _rank(self, pair: tuple[Candidate, RouteChoice]) -> tuple[float, ...]:
         """Within a tier: the route predicted to answer first, then the cheaper one."""
-        backend = self._by_name[candidate.route.name]
-        choice = RouteChoice(backend, candidate.model, candidate.thinking)
+        candidate, choice = pair
         price = 0.0
         if not candidate.route.private:
             listed = candidate.route.prices.get(candidate.model)
@@ -124,7 +134,14 @@ class Router:
         return (self.state.cached_prediction(choice), price)
 
     def plan(self, spec: CallSpec, controls: Controls) -> list[RouteChoice]:
-        """Ordered (route, model) choices for a call. Privacy first (see `plan.py`)."""
+        """Ordered (route, model) choices for a call. Privacy first (see `plan.py`).
+
+        The candidates depend only on the request's model, policy, privacy, ``think`` and
+        fallbacks (routes, settings and catalogue are the router's own): they are worked
+        out once per combination and kept. Only their order within a tier can change
+        from call to call (`_rank`, by predicted first token), and only where a tier has
+        more than one route for a model.
+        """
         local_only = controls.local_only or controls.policy == "local-only"
         if (
             controls.policy == "hosted-first"
@@ -132,17 +149,17 @@ class Router:
             and not any(b.kind == "hosted" for b in self.backends)
         ):
             raise MissingAPIKeyError()
-        candidates, _ = plan_candidates(
-            spec.model,
-            [b.config for b in self.backends],
-            catalogue=self.catalogue,
-            settings=self.settings,
-            policy=controls.policy,
-            local_only=local_only,
-            think=spec.think,
-            fallback_models=controls.fallback_models,
-            rank=self._rank,
-        )
+        key = (spec.model, controls.policy, local_only, spec.think, controls.fallback_models)
+        try:
+            plan = self._plans.get(key)
+        except TypeError:  # an unhashable argument: plan this call alone
+            plan = self._plan(spec.model, spec.think, controls, local_only)
+        if plan is None:
+            plan = self._plan(spec.model, spec.think, controls, local_only)
+            if len(self._plans) >= _PLANS_KEPT:
+                self._plans.clear()  # a program cycling through model names: start over
+            self._plans[key] = plan
+        candidates, choices, ranked = plan
         if not candidates and self.backends:
             error = ModelNotFoundError(spec.model, message=f"no route serves model {spec.model!r}")
             error.hint = (
@@ -150,7 +167,42 @@ class Router:
                 "(hosted_model_map, a route's model_map; `dsollama routes` lists them)"
             )
             raise error
-        return [RouteChoice(self._by_name[c.route.name], c.model, c.thinking) for c in candidates]
+        if not ranked:
+            return list(choices)
+        ordered = list(choices)
+        for start, end in ranked:
+            span = zip(candidates[start:end], choices[start:end], strict=True)
+            pairs = sorted(span, key=self._rank)
+            ordered[start:end] = [choice for _, choice in pairs]
+        return ordered
+
+    def _plan(
+        self, model: str, think: bool | str | None, controls: Controls, local_only: bool
+    ) -> _Plan:
+        """The candidates in configuration order, their choices, and the spans to rank."""
+        candidates, _ = plan_candidates(
+            model,
+            [b.config for b in self.backends],
+            catalogue=self.catalogue,
+            settings=self.settings,
+            policy=controls.policy,
+            local_only=local_only,
+            think=think,
+            fallback_models=controls.fallback_models,
+            rank=None,
+        )
+        choices = [
+            RouteChoice(self._by_name[c.route.name], c.model, c.thinking) for c in candidates
+        ]
+        # `plan_candidates` ranks within runs of one tier and one chain model.
+        ranked: list[tuple[int, int]] = []
+        start = 0
+        for i in range(1, len(candidates) + 1):
+            if i == len(candidates) or _tier(candidates[i]) != _tier(candidates[start]):
+                if i - start > 1:
+                    ranked.append((start, i))
+                start = i
+        return candidates, choices, ranked
 
     def viable(self, choice: RouteChoice) -> bool:
         """Could this route take a request now (as far as this process knows, no I/O)?"""

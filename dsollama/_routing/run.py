@@ -105,6 +105,11 @@ _DISABLE_FOR: dict[BreakerEffect, float] = {
 }
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def breaker_outcome(decision: Decision) -> BreakerOutcome:
     """What a classified failure tells the breaker it counts against."""
     return _OUTCOMES[decision.breaker]
@@ -131,6 +136,8 @@ class CallRun:
         self.racers: list[Racer] = []
         self.deferred: list[RouteChoice] = []
         "Routes skipped as busy or cold: the last resort when everything else fails."
+        self._waiter: asyncio.Future[None] | None = None
+        "Resolved by a reader that delivers an item while the call waits for one."
 
     def remaining(self) -> float:
         return self.deadline - self.clock()
@@ -157,7 +164,7 @@ class CallRun:
                     if restarted:
                         # Tell the caller before the first restarted chunk: discard what
                         # you have; a whole new answer follows.
-                        self.book.delivered_content = self.book.delivered_thinking = ""
+                        self.book.reset_delivered()
                         yield RoutedDelta(Delta(), racer.choice.served_by(), restart=True)
                     continue
                 delta = item
@@ -313,29 +320,41 @@ class CallRun:
         return racer
 
     async def _first_item(self, timeout: float) -> tuple[Racer | None, QueueItem | None]:
-        """The first item any racer produces within ``timeout`` seconds, or (None, None).
+        """The first item any racer produces within ``timeout`` seconds, or (None, None)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout
+        while True:
+            for racer in self.racers:
+                if racer.items:
+                    return racer, racer.items.popleft()
+            left = until - loop.time()
+            if left <= 0:
+                return None, None
+            await self._wait(left)
 
-        Uses `asyncio.wait` rather than `wait_for`: on Python < 3.12, `wait_for` can swallow
-        a cancellation that lands in the same loop iteration as the item, so a cancelled
-        call would carry on to completion.
+    def _deliver(self, racer: Racer, item: QueueItem) -> None:
+        """A reader hands the call an item (a delta or a failure)."""
+        racer.items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self, timeout: float | None) -> None:
+        """Until a reader delivers an item, or ``timeout`` seconds have passed.
+
+        A bare future and one timer, rather than a task per racer and `asyncio.wait` (or
+        `wait_for`, which on Python < 3.12 can swallow a cancellation that lands with the
+        item): this runs at least once per call, and once per chunk of a stream.
         """
-        for racer in self.racers:
-            if racer.peeked is not None:
-                item, racer.peeked = racer.peeked, None
-                return racer, item
-        getters = {asyncio.ensure_future(r.queue.get()): r for r in self.racers}
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(timeout, _wake, waiter) if timeout is not None else None
         try:
-            await asyncio.wait(getters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await waiter
         finally:
-            for getter in getters:
-                if not getter.done():
-                    getter.cancel()
-        completed = [g for g in getters if g.done() and not g.cancelled()]
-        if not completed:
-            return None, None
-        for other in completed[1:]:
-            getters[other].peeked = other.result()
-        return getters[completed[0]], completed[0].result()
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     async def _budget_passed(self, racer: Racer) -> None:
         budget = self.controls.first_token_timeout
@@ -434,10 +453,9 @@ class CallRun:
     # -- after the first token --------------------------------------------------------------
 
     async def _next_item(self, racer: Racer) -> QueueItem:
-        if racer.peeked is not None:
-            item, racer.peeked = racer.peeked, None
-            return item
-        return await racer.queue.get()
+        while not racer.items:
+            await self._wait(None)  # the reader's watchdog bounds the wait
+        return racer.items.popleft()
 
     async def _recover(
         self, racer: Racer, error: BaseException, answer: list[Delta]
@@ -552,22 +570,30 @@ class CallRun:
     # -- the reader task ------------------------------------------------------------------
 
     async def _read(self, racer: Racer) -> None:
-        """Pull deltas from the backend into the racer's queue, under the watchdog.
+        """Pull deltas from the backend and deliver them to the call, under the watchdog.
+
+        A streaming caller gets every delta as it comes. A non-streaming caller needs the
+        first (its time is the first-token budget's) and then only the whole answer: the
+        rest is gathered here and delivered merged with the final delta, so the call is
+        not woken for every chunk. Every chunk still re-arms the gap deadline.
 
         Reads each response to its very end (nothing but a terminator follows the final
         delta) so its connection goes back to the pool instead of being dropped.
         """
         watchdog = Watchdog()
-        queue = racer.queue
+        deliver = self._deliver
         choice = racer.choice
         gap = self.controls.gap_timeout
+        clock = self.clock
+        deadline = self.deadline
+        gathered: list[Delta] | None = None if self.spec.stream else []
         got_first = False
         saw_done = False
         stream: AsyncIterator[Delta] | None = None
         state = self.router.state
         gate_lease = None
         try:
-            watchdog.arm(self.remaining(), "total")
+            watchdog.arm(deadline - clock(), "total")
             if state.refuses(choice):
                 # At a known concurrency limit: wait here for a slot, not for a 429.
                 gate_lease = await state.gate_acquire(choice.route)
@@ -575,18 +601,23 @@ class CallRun:
             async for delta in stream:
                 if saw_done:
                     continue
-                if not got_first:
-                    if not delta.has_output and not delta.done:
+                saw_done = delta.done
+                if got_first:
+                    if gathered is None:
+                        deliver(racer, delta)
+                    else:
+                        gathered.append(delta)
+                        if saw_done:
+                            deliver(racer, merge_deltas(gathered))
+                else:
+                    if not delta.has_output and not saw_done:
                         continue  # an empty chunk is not a first token
                     got_first = True
-                    racer.first_token_at = self.clock()
-                    queue.put_nowait(delta)  # the caller first; then the bookkeeping
+                    racer.first_token_at = clock()
+                    deliver(racer, delta)  # the caller first; then the bookkeeping
                     if racer.lease is not None:
                         await state.first_token(choice, racer.lease)
-                else:
-                    queue.put_nowait(delta)
-                saw_done = delta.done
-                remaining = self.remaining()
+                remaining = deadline - clock()
                 watchdog.arm(min(gap, remaining), "gap" if gap < remaining else "total")
             if not saw_done:
                 # The backend ended without a final delta: never a success.
@@ -598,7 +629,8 @@ class CallRun:
                 raise
             if not saw_done:  # a stall after the final delta changes nothing
                 phase = watchdog.fired or "gap"
-                queue.put_nowait(
+                deliver(
+                    racer,
                     Failure(
                         BackendTimeoutError(
                             f"no data from {choice.route} for {watchdog.seconds:.2f}s ({phase} deadline)",
@@ -606,11 +638,11 @@ class CallRun:
                             route=choice.route,
                             seconds=watchdog.seconds,
                         )
-                    )
+                    ),
                 )
         except Exception as exc:
             if not saw_done:  # a failure after the final delta changes nothing
-                queue.put_nowait(Failure(exc))
+                deliver(racer, Failure(exc))
         finally:
             watchdog.disarm()
             if gate_lease is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
@@ -35,7 +36,13 @@ __all__ = [
 
 @runtime_checkable
 class CallSink(Protocol):
-    """Receives one `CallRecord` per finished call; must not block or raise."""
+    """Receives one `CallRecord` per finished call; must not block or raise.
+
+    A sink whose ``content`` attribute is False (the request log of a client that keeps
+    metadata only) declares it stores no prompt or answer: when no sink of a call wants
+    them, its record carries none (``messages``, ``response_text`` and
+    ``response_thinking`` are None), and they are not copied for it.
+    """
 
     def record(self, rec: CallRecord) -> None: ...
 
@@ -159,13 +166,14 @@ QueueItem = Delta | Failure
 
 @dataclass(eq=False)
 class Racer:
-    """One attempt on one route: a reader task feeding a queue."""
+    """One attempt on one route: a reader task delivering items to the call."""
 
     choice: RouteChoice
     attempt_no: int
     started: float
     started_wall: float
-    queue: asyncio.Queue[QueueItem] = field(default_factory=asyncio.Queue)
+    items: deque[QueueItem] = field(default_factory=deque)
+    "Delivered by the reader, not yet taken by the call."
     task: asyncio.Task[None] | None = None
     stats: StreamStats = field(default_factory=StreamStats)
     lease: Lease | None = None
@@ -175,7 +183,6 @@ class Racer:
     first_token_at: float | None = None
     predicted: float | None = None
     "Predicted seconds to the first token when the racer started."
-    peeked: QueueItem | None = None
     budget_spent: bool = False
     "True once this racer's first-token budget has passed (hedged, so no second deadline)."
     continuation: tuple[str, str] | None = None
@@ -203,5 +210,6 @@ def merge_deltas(deltas: Sequence[Delta]) -> Delta:
         prompt_eval_duration_ns=final.prompt_eval_duration_ns,
         eval_duration_ns=final.eval_duration_ns,
         context=final.context,
+        created_at=final.created_at,
     )
     return merged

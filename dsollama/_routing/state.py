@@ -64,6 +64,7 @@ _GATE_POLL_S = 0.05
 _UNBOUNDED = 1_000_000
 _LIMIT_FACT_TTL_S = 3600.0
 _LOAD_PRIOR_S = 5.0
+_KEYS_KEPT = 4096
 
 
 @dataclass
@@ -126,6 +127,7 @@ class RoutingState:
         self._predicted: dict[str, float] = {}
         self._gates: dict[str, _Gate] = {}
         self._learned_capacity: dict[str, int] = {}
+        self._key_memo: dict[tuple[str, str], tuple[str, str]] = {}
 
     # -- keys and priors ----------------------------------------------------------------
 
@@ -133,14 +135,26 @@ class RoutingState:
         """Does the route refuse work above a concurrency limit (429) rather than queue it?"""
         return choice.backend.config.over_capacity == "refuses"
 
+    def _keys(self, choice: Place) -> tuple[str, str]:
+        """(admission key, model key) of a choice, worked out once per route and model."""
+        name = (choice.route, choice.model)
+        keys = self._key_memo.get(name)
+        if keys is None:
+            model = normalise_model_name(choice.model)
+            # A route that refuses above its limit is one queue for every model (the
+            # account's limit); one that queues has one per model.
+            admission = load_key(choice.route, "*" if self.refuses(choice) else model)
+            keys = (admission, load_key(choice.route, model))
+            if len(self._key_memo) >= _KEYS_KEPT:
+                self._key_memo.clear()
+            self._key_memo[name] = keys
+        return keys
+
     def key(self, choice: Place) -> str:
-        # A route that refuses above its limit is one queue for every model (the
-        # account's limit); one that queues has one per model.
-        model = "*" if self.refuses(choice) else normalise_model_name(choice.model)
-        return load_key(choice.route, model)
+        return self._keys(choice)[0]
 
     def model_key(self, choice: Place) -> str:
-        return load_key(choice.route, normalise_model_name(choice.model))
+        return self._keys(choice)[1]
 
     def priors(self, choice: Place) -> Estimates:
         if self.refuses(choice):

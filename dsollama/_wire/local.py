@@ -1,4 +1,9 @@
-"""Ollama side: chunks → `Delta`s, and ollama/httpx exceptions → dsollama errors.
+"""Ollama side: NDJSON chunks → `Delta`s, and ollama/httpx exceptions → dsollama errors.
+
+Routed chat and generate answers are read here line by line (`NdjsonLines`,
+`parse_local_line`, `local_chunk_to_delta`), checking only the fields dsollama reads
+(`ShapeError` for one of the wrong type); the requests are built by the official
+client's own models (`local_request`).
 
 The ``ollama`` client raises a mixed bag (reference: Ollama API §6.3): `ResponseError`
 with the HTTP status (``-1`` for an error line inside a 200 stream), the builtin
@@ -14,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import httpx
 import ollama
@@ -33,13 +38,17 @@ from .._exceptions import (
     ServerError,
     redact,
 )
+from .hosted_shapes import ShapeError
 from .reasoning import ThinkSplitter
 
 __all__ = [
     "LOCAL_ERRORS",
     "ContextOverflowError",
+    "NdjsonLines",
+    "ShapeError",
     "classify_local_error",
     "local_chunk_to_delta",
+    "parse_local_line",
     "to_ollama_messages",
 ]
 
@@ -49,20 +58,126 @@ LOCAL_ERRORS: tuple[type[BaseException], ...] = (
     httpx.HTTPError,
     json.JSONDecodeError,
     pydantic.ValidationError,
+    ShapeError,
 )
-"What a call through the ``ollama`` client can raise; catch these and classify them."
+"What a call to the daemon can raise (through ``ollama`` or read here); classify these."
 
 
 # -- chunks -----------------------------------------------------------------------------
 
 
-def local_chunk_to_delta(
-    chunk: Union[ollama.ChatResponse, ollama.GenerateResponse],
-    splitter: ThinkSplitter | None = None,
-) -> Delta:
-    """One Ollama chunk (chat or generate) as a `Delta`.
+class NdjsonLines:
+    """NDJSON framing of a byte stream: whole lines out, the unfinished one held.
 
-    Reasoning comes from Ollama's ``thinking`` field (servers ≥ 0.9.0); pass a
+    Lines end at ``\\n`` only (a JSON text cannot hold a raw newline, and a ``\\r`` before
+    it is whitespace to the JSON parser), so splitting never needs the text decoded.
+
+    >>> lines = NdjsonLines()
+    >>> lines.feed(b'{"a": 1}\\n{"b"'), lines.feed(b': 2}\\n'), lines.finish()
+    ([b'{"a": 1}'], [b'{"b": 2}'], None)
+    """
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self._held:
+            data = self._held + data
+        *lines, self._held = data.split(b"\n")
+        return lines
+
+    def finish(self) -> bytes | None:
+        """The last line when the stream did not end with a newline (None: it did)."""
+        held, self._held = self._held, b""
+        return held or None
+
+
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def parse_local_line(line: bytes) -> dict[str, Any]:
+    """One NDJSON line of the daemon's answer, as the official client reads it.
+
+    Raises `json.JSONDecodeError` for a blank or broken line, `ollama.ResponseError`
+    (status -1) for an error line, `ShapeError` for JSON that is not an object.
+    Undecodable bytes become U+FFFD, as httpx's text decoding (which the official client
+    reads through) makes them.
+    """
+    text = line.decode("utf-8", "replace")
+    try:
+        # `json.loads` without its two whitespace scans: a daemon's line has none
+        # before the object, and what follows it is checked below.
+        part, end = _raw_decode(text)
+    except json.JSONDecodeError:
+        part, end = json.loads(text), len(text)  # leading whitespace, or the real error
+    if end != len(text) and not text[end:].isspace():
+        raise json.JSONDecodeError("Extra data", text, end)
+    if type(part) is not dict:
+        raise ShapeError("the line", "a JSON object", part)
+    error = part.get("error")
+    if error:
+        raise ollama.ResponseError(error)
+    return part
+
+
+def _text(holder: Mapping[str, Any], key: str, path: str) -> str:
+    value = holder.get(key)
+    if type(value) is str:
+        return value
+    if value is None:
+        return ""
+    raise ShapeError(f"{path}{key}", "a string or null", value)
+
+
+def _count(part: Mapping[str, Any], key: str) -> int | None:
+    value = part.get(key)
+    if value is None or type(value) is int:
+        return value
+    # Integral floats (17.0) pass, as pydantic's int would take them.
+    if type(value) is float and value.is_integer():
+        return int(value)
+    raise ShapeError(key, "an integer or null", value)
+
+
+def _tool_calls(raw: Any) -> list[ToolCall]:
+    if not isinstance(raw, list):
+        raise ShapeError("message.tool_calls", "a list or null", raw)
+    calls: list[ToolCall] = []
+    for i, call in enumerate(raw):
+        path = f"message.tool_calls[{i}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            raise ShapeError(f"{path}.function", "an object", function)
+        name = function.get("name")
+        if not isinstance(name, str):
+            raise ShapeError(f"{path}.function.name", "a string", name)
+        arguments = function.get("arguments")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise ShapeError(f"{path}.function.arguments", "an object or null", arguments)
+        call_id = call.get("id")
+        calls.append(
+            ToolCall(
+                name=name,
+                arguments=dict(arguments or {}),
+                id=call_id if isinstance(call_id, str) else None,
+            )
+        )
+    return calls
+
+
+def local_chunk_to_delta(
+    part: Mapping[str, Any],
+    splitter: ThinkSplitter | None = None,
+    *,
+    operation: Literal["chat", "generate"] = "chat",
+) -> Delta:
+    """One decoded chunk of ``/api/chat`` or ``/api/generate`` (`parse_local_line`) as a `Delta`.
+
+    Checks the type of every field it reads (`ShapeError` names the first that is wrong),
+    as the official client's pydantic models would; fields it does not read are not
+    looked at. Reasoning comes from Ollama's ``thinking`` field (servers ≥ 0.9.0); pass a
     `ThinkSplitter` to also split inline ``<think>`` out of the text for older servers.
     A splitter with ``thinking_model=True`` takes an answer that starts without a tag
     for reasoning, so create it that way only when reasoning really comes inline: not
@@ -76,53 +191,73 @@ def local_chunk_to_delta(
     and the counters, durations, ``context`` and ``done_reason`` are copied.
     """
     calls: list[ToolCall] = []
-    if isinstance(chunk, ollama.ChatResponse):
-        message = chunk.message
-        content = message.content or ""
-        thinking = message.thinking or ""
-        for call in message.tool_calls or ():
-            calls.append(
-                ToolCall(
-                    name=call.function.name,
-                    arguments=dict(call.function.arguments or {}),
-                    id=getattr(call, "id", None),  # dropped by ollama 0.6.x, kept if it returns
-                )
-            )
-        context = None
+    context: list[int] | None = None
+    if operation == "chat":
+        message = part.get("message")
+        if type(message) is not dict:
+            raise ShapeError("message", "an object", message)
+        content = message.get("content")
+        if type(content) is not str:
+            content = _text(message, "content", "message.")
+        thinking = message.get("thinking")
+        if type(thinking) is not str:
+            thinking = _text(message, "thinking", "message.")
+        raw_calls = message.get("tool_calls")
+        if raw_calls is not None:
+            calls = _tool_calls(raw_calls)
     else:
-        content = chunk.response or ""
-        thinking = chunk.thinking or ""
-        context = list(chunk.context) if chunk.context is not None else None
+        content = part.get("response")
+        if type(content) is not str:
+            content = _text(part, "response", "")
+        thinking = part.get("thinking")
+        if type(thinking) is not str:
+            thinking = _text(part, "thinking", "")
+        raw_context = part.get("context")
+        if raw_context is not None:
+            if not isinstance(raw_context, list) or not all(
+                type(token) is int for token in raw_context
+            ):
+                raise ShapeError("context", "a list of integers or null", raw_context)
+            context = raw_context
+    done = part.get("done")
+    if done is not None and type(done) is not bool:
+        raise ShapeError("done", "a boolean or null", done)
 
     if splitter is not None:
-        parts_thinking: list[str] = []
-        parts_content: list[str] = []
+        held_thinking = held_content = ""
         if thinking:
             held_thinking, held_content = splitter.passthrough()
-            parts_thinking.append(held_thinking)
-            parts_content.append(held_content)
-        parts_thinking.append(thinking)
         split_thinking, split_content = splitter.feed(content)
-        parts_thinking.append(split_thinking)
-        parts_content.append(split_content)
-        if chunk.done:
+        thinking = held_thinking + thinking + split_thinking
+        content = held_content + split_content
+        if done:
             rest_thinking, rest_content = splitter.finish()
-            parts_thinking.append(rest_thinking)
-            parts_content.append(rest_content)
-        thinking = "".join(parts_thinking)
-        content = "".join(parts_content)
+            thinking += rest_thinking
+            content += rest_content
 
-    delta = Delta(content=content, thinking=thinking, tool_calls=calls)
-    if chunk.done:
+    created_at = part.get("created_at")
+    delta = Delta(
+        content=content,
+        thinking=thinking,
+        tool_calls=calls,
+        created_at=created_at if type(created_at) is str else None,
+    )
+    if done:
+        model = part.get("model")
+        done_reason = part.get("done_reason")
+        if model is not None and type(model) is not str:
+            raise ShapeError("model", "a string or null", model)
+        if done_reason is not None and type(done_reason) is not str:
+            raise ShapeError("done_reason", "a string or null", done_reason)
         delta.done = True
-        delta.done_reason = chunk.done_reason
-        delta.model = chunk.model
-        delta.prompt_tokens = chunk.prompt_eval_count
-        delta.completion_tokens = chunk.eval_count
-        delta.total_duration_ns = chunk.total_duration
-        delta.load_duration_ns = chunk.load_duration
-        delta.prompt_eval_duration_ns = chunk.prompt_eval_duration
-        delta.eval_duration_ns = chunk.eval_duration
+        delta.done_reason = done_reason
+        delta.model = model
+        delta.prompt_tokens = _count(part, "prompt_eval_count")
+        delta.completion_tokens = _count(part, "eval_count")
+        delta.total_duration_ns = _count(part, "total_duration")
+        delta.load_duration_ns = _count(part, "load_duration")
+        delta.prompt_eval_duration_ns = _count(part, "prompt_eval_duration")
+        delta.eval_duration_ns = _count(part, "eval_duration")
         delta.context = context
     return delta
 
@@ -290,6 +425,11 @@ def classify_local_error(
     elif isinstance(exc, pydantic.ValidationError):
         error = ServerError(
             f"the Ollama daemon at {host} sent a chunk of an unexpected shape ({exc.error_count()} problem(s))",
+            route=route,
+        )
+    elif isinstance(exc, ShapeError):
+        error = ServerError(
+            f"the Ollama daemon at {host} sent a chunk of an unexpected shape ({exc})",
             route=route,
         )
     else:

@@ -121,8 +121,8 @@ class ThinkSplitter:
 
     def feed(self, text: str) -> tuple[str, str]:
         """Add answer text; return the ``(thinking, content)`` that is settled now."""
-        if self._passthrough:
-            return "", text
+        if self._passthrough or (self._state is _State.ANSWER and not self._buf):
+            return "", text  # past the block (or none): the text is the answer's, as it is
         self._buf += text
         thinking: list[str] = []
         content: list[str] = []
