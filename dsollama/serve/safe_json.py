@@ -27,7 +27,7 @@ from typing import Any
 
 from .errors import ApiError
 
-__all__ = ["MAX_DEPTH", "check_values", "nesting_depth", "too_deep"]
+__all__ = ["MAX_DEPTH", "check_values", "may_hold_bad_values", "nesting_depth", "too_deep"]
 
 MAX_DEPTH = 64
 "Deepest nesting of arrays and objects accepted (requests need about 10; schemas a few more)."
@@ -77,6 +77,24 @@ def too_deep(raw: bytes, limit: int = MAX_DEPTH) -> bool:
     if brackets.count(b"[") + brackets.count(b"{") <= limit:
         return False
     return nesting_depth(raw) > limit
+
+
+# What the text of a value `check_values` refuses must contain: a NaN or Infinity token,
+# a number too large for a float (a float overflows only past 1e308: its mantissa has
+# over 100 digits or its exponent 3), or an escape of a UTF-16 surrogate (\ud800 to \udfff).
+_SUSPECT = re.compile(rb"NaN|Infinity|[0-9]{100}|[0-9][eE][+-]?[0-9]{3}|\\u[dD][89a-fA-F]")
+
+
+def may_hold_bad_values(raw: bytes) -> bool:
+    """Could ``raw`` decode to a value `check_values` refuses? (One scan in C; when it
+    says no, the decoded value need not be walked.)
+
+    >>> may_hold_bad_values(b'{"messages": [{"role": "user", "content": "hi"}]}')
+    False
+    >>> [may_hold_bad_values(t) for t in (b"[NaN]", b"[-Infinity]", b"[1e999]", b'["\\\\uD83D"]')]
+    [True, True, True, True]
+    """
+    return _SUSPECT.search(raw) is not None
 
 
 def _bad_number(value: float) -> str:

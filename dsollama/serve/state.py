@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from .._backends.daemon import OllamaDaemon
 from .errors import ApiError
-from .validate import Body, parse_json_object, read_limited
+from .validate import Body, parse_json_object, read_body
 
 if TYPE_CHECKING:
     from .._client import AsyncClient
@@ -85,9 +85,12 @@ class ServeState:
 
     async def body(self, request: Request) -> Body:
         """The request's JSON object, read within the size limit."""
-        raw = await read_limited(
-            request.stream(), self.max_body, request.headers.get("content-length")
-        )
+        declared = None
+        for name, value in request.scope["headers"]:
+            if name == b"content-length":
+                declared = value
+                break
+        raw = await read_body(request.receive, self.max_body, declared)
         return Body(parse_json_object(raw))
 
     def controls(self, request: Request, model: str) -> dict[str, Any]:
