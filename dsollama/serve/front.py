@@ -117,14 +117,14 @@ class FrontDoor:
                 message["headers"] = _with_vary_origin(list(message.get("headers", ())))
             await send(message)
 
-        self._in_flight.add(1)
+        self._in_flight.add_key((), 1)
         try:
             await self._answer(scope, receive, sender, host, origin, authorization, preflight)
         finally:
-            self._in_flight.add(-1)
+            self._in_flight.add_key((), -1)
             label = route_label(scope)
-            self._requests.inc(route=label, outcome=stats.outcome or stats.default_outcome())
-            self._duration.observe(time.perf_counter() - stats.started, route=label)
+            self._requests.inc_key((label, stats.outcome or stats.default_outcome()))
+            self._duration.observe_key((label,), time.perf_counter() - stats.started)
 
     async def _answer(
         self,

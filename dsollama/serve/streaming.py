@@ -149,7 +149,11 @@ class Answer(Response):
         headers: dict[str, str] | None = None,
         whole_media_type: str = "application/json; charset=utf-8",
     ) -> None:
-        super().__init__()
+        # Not Response.__init__: its body and headers are never used, only __call__.
+        self.status_code = 200
+        self.background = None
+        self.body = b""
+        self.raw_headers = []
         self._call = call
         self._stream = stream
         self._encoder = encoder
