@@ -130,7 +130,13 @@ def _canned_client() -> Any:
     return Canned(settings=load_settings(log=False), source="serve")
 
 
+def _no_disconnect(callback: Any) -> Callable[[], None]:
+    return lambda: None
+
+
 def _scope(path: str, body: bytes) -> dict[str, Any]:
+    from dsollama.serve.connection import DISCONNECT_NOTICE
+
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -150,6 +156,9 @@ def _scope(path: str, body: bytes) -> dict[str, Any]:
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 11435),
         "state": {},
+        # What serve's own HTTP protocol offers (`serve.connection`); the client never
+        # leaves here.
+        "extensions": {DISCONNECT_NOTICE: _no_disconnect},
     }
 
 
@@ -188,10 +197,13 @@ async def _app_layer(requests: int) -> tuple[dict[str, float], dict[str, str]]:
             one = _exchange(app, bench_serve.PATHS[dialect], body)
             for _ in range(200):  # warm up
                 await one()
-            started = time.perf_counter()
-            for _ in range(requests):
-                await one()
-            per_request[name] = round((time.perf_counter() - started) / requests * 1e6, 1)
+            best = float("inf")
+            for _ in range(5):  # the best of five rounds: other work on the machine only adds
+                started = time.perf_counter()
+                for _ in range(requests // 5):
+                    await one()
+                best = min(best, (time.perf_counter() - started) / (requests // 5))
+            per_request[name] = round(best * 1e6, 1)
             profile = cProfile.Profile()
             profile.enable()
             for _ in range(requests):
@@ -239,7 +251,8 @@ def app_report(label: str, requests: int) -> str:
         "The ASGI app driven without sockets or uvicorn by a client whose call returns "
         f"ready-made answers ({CHUNKS} chunks when streamed): serve's parsing, checks, "
         f"middleware, encoding and writing, nothing else. {requests} requests per cell; "
-        "the times per request are measured without the profiler, the tables with it.",
+        "the times per request (the best of five rounds) are measured without the "
+        "profiler, the tables with it.",
         "",
         "| cell | µs per request |",
         "|---|---|",
