@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from starlette.requests import ClientDisconnect
 
 from dsollama.serve.errors import ApiError
-from dsollama.serve.safe_json import check_values, may_hold_bad_values
+from dsollama.serve.safe_json import check_values, decode
 from dsollama.serve.validate import parse_json_object, read_body
 
 pytestmark = pytest.mark.anyio
@@ -29,14 +29,29 @@ BAD_TEXT = [
     '{"\\uDFFF": 1}',
     '{"content": "ok \\ud83d\\ude00 \\udc00"}',
 ]
+RAW_SURROGATE = b'{"content": "\xed\xa0\x80"}'  # a surrogate's code point, as UTF-8 bytes
 
 
 @pytest.mark.parametrize("text", BAD_TEXT)
 def test_bodies_with_values_nothing_can_reencode_are_still_refused(text: str) -> None:
-    assert may_hold_bad_values(text.encode())
+    assert decode(text.encode())[1]
     with pytest.raises(ApiError) as refused:
         parse_json_object(text.encode())
     assert refused.value.status == 400
+    assert refused.value.message.startswith("invalid ")  # it says where
+
+
+def test_raw_surrogates_and_other_encodings_are_looked_at_too() -> None:
+    assert decode(RAW_SURROGATE)[1]
+    with pytest.raises(ApiError, match="surrogate"):
+        parse_json_object(RAW_SURROGATE)
+    utf16 = '{"a": "\ud800"}'.encode("utf-16-le", "surrogatepass")
+    with pytest.raises(ApiError, match="surrogate"):
+        parse_json_object(utf16)
+    assert parse_json_object('{"a": "é"}'.encode("utf-16")) == {"a": "é"}
+    # A list with a NaN is refused for being a list, as before.
+    with pytest.raises(ApiError, match="is a list"):
+        parse_json_object(b"[NaN]")
 
 
 SCALARS = (
@@ -61,14 +76,15 @@ VALUES = st.recursive(
 @settings(max_examples=400, deadline=None)
 @given(value=VALUES)
 def test_the_walk_is_skipped_only_when_it_would_find_nothing(value: Any) -> None:
-    raw = json.dumps({"v": value}).encode()  # ensure_ascii: surrogates as \\u escapes
-    decoded = json.loads(raw)
-    try:
-        check_values(decoded)
-    except ApiError:
-        assert may_hold_bad_values(raw), raw
-    else:
-        assert parse_json_object(raw) == decoded or _has_nan(decoded)
+    for ascii_only in (True, False):
+        raw = json.dumps({"v": value}, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+        decoded = json.loads(raw)
+        data, suspect = decode(raw)
+        assert data == decoded or _has_nan(decoded)
+        try:
+            check_values(decoded)
+        except ApiError:
+            assert suspect, raw
 
 
 def _has_nan(value: Any) -> bool:  # NaN != NaN: equality cannot compare those

@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive
 
 from .errors import CLOSE, ApiError
-from .safe_json import MAX_DEPTH, check_values, may_hold_bad_values, too_deep
+from .safe_json import MAX_DEPTH, check_values, decode, too_deep
 
 __all__ = [
     "Body",
@@ -130,7 +130,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     if too_deep(raw):
         raise _too_deep()
     try:
-        data = json.loads(raw)
+        data, suspect = decode(raw)
     except UnicodeDecodeError:
         raise ApiError(400, "the request body is not UTF-8 text: send a JSON object") from None
     except ValueError as exc:
@@ -141,7 +141,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise _too_deep() from None
     if not isinstance(data, dict):
         raise ApiError(400, f"the request body is {describe(data)}: send a JSON object")
-    if may_hold_bad_values(raw):
+    if suspect:
         check_values(data)
     return data
 
