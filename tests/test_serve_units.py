@@ -59,6 +59,19 @@ def test_histogram_and_label_escaping() -> None:
     assert 't_seconds_count{route="a\\"b\\\\c\\nd"} 3' in text
     with pytest.raises(ValueError, match="takes labels"):
         latency.observe(1.0)
+    with pytest.raises(ValueError, match="takes labels"):
+        latency.observe(1.0, path="a")
+    hits = registry.counter("t_total", "Hits.", ("route", "outcome"))
+    for wrong in (
+        {"route": "a"},
+        {"route": "a", "status": "b"},
+        {"route": "a", "outcome": "b", "x": "c"},
+    ):
+        with pytest.raises(ValueError, match="takes labels"):
+            hits.inc(**wrong)
+    hits.inc(route="a", outcome="ok")
+    hits.inc_key(("a", "ok"), 2)
+    assert hits.value(route="a", outcome="ok") == 3
 
 
 def _attempt(kind: str, error: str, outcome: str = "fallback") -> Attempt:

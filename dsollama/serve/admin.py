@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from .errors import ApiError
-from .security import is_loopback_host, refuse
+from .security import Refusal, is_loopback_host
 
-__all__ = ["ADMIN_PATHS", "AdminGate", "AdminPolicy", "admin_policy", "is_admin_path"]
+__all__ = ["ADMIN_PATHS", "AdminPolicy", "admin_policy", "is_admin_path"]
 
 ADMIN_PATHS = frozenset({"/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete"})
 _BLOBS = "/api/blobs/"
@@ -44,6 +44,38 @@ def is_admin_path(path: str) -> bool:
 class AdminPolicy:
     mode: Literal["open", "token", "off"]
     token: str | None = field(default=None, repr=False)
+
+    def refusal(self, path: str, method: str, authorization: bytes | None) -> Refusal | None:
+        """Why a request may not use a provisioning route (None: it may, or it is no such
+        route). Refused peers passed the server's own checks: their connection goes on."""
+        if self.mode == "open" or method == "OPTIONS" or not is_admin_path(path):
+            return None
+        if self.mode == "off":
+            return Refusal(
+                ApiError(
+                    403,
+                    f"provisioning through dsollama serve is off ({_WHAT}): this server "
+                    "listens beyond this machine; start it with --allow-admin or "
+                    "--admin-token, or provision on the daemon's machine (dsollama pull)",
+                    code="admin_disabled",
+                ),
+                close=False,
+            )
+        given = authorization or b""
+        expected = f"Bearer {self.token}".encode()
+        if hmac.compare_digest(given, expected):
+            return None
+        status = 401 if not given else 403
+        return Refusal(
+            ApiError(
+                status,
+                f"{_WHAT} need the admin token: send 'Authorization: Bearer <admin token>' "
+                "(the --admin-token or DSOLLAMA_SERVE_ADMIN_TOKEN this server was started with)",
+                code="admin_token_required",
+            ),
+            www_authenticate=status == 401,
+            close=False,
+        )
 
     def describe(self) -> str:
         """One line for the startup banner."""
@@ -64,54 +96,3 @@ def admin_policy(*, allow_admin: bool | None, admin_token: str | None, host: str
     if allow_admin is None:
         allow_admin = is_loopback_host(host)
     return AdminPolicy("open" if allow_admin else "off")
-
-
-class AdminGate:
-    """Refuses the provisioning routes unless the policy allows the request."""
-
-    def __init__(self, app: Any, policy: AdminPolicy) -> None:
-        self.app = app
-        self.policy = policy
-        self._expected = f"Bearer {policy.token}".encode() if policy.token else b""
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if (
-            scope["type"] != "http"
-            or self.policy.mode == "open"
-            or scope["method"] == "OPTIONS"
-            or not is_admin_path(scope["path"])
-        ):
-            await self.app(scope, receive, send)
-            return
-        if self.policy.mode == "off":
-            await refuse(
-                send,
-                scope["path"],
-                ApiError(
-                    403,
-                    f"provisioning through dsollama serve is off ({_WHAT}): this server "
-                    "listens beyond this machine; start it with --allow-admin or "
-                    "--admin-token, or provision on the daemon's machine (dsollama pull)",
-                    code="admin_disabled",
-                ),
-                # This peer passed the server's own checks: its connection may go on.
-                close=False,
-            )
-            return
-        given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-        if hmac.compare_digest(given, self._expected):
-            await self.app(scope, receive, send)
-            return
-        status = 401 if not given else 403
-        await refuse(
-            send,
-            scope["path"],
-            ApiError(
-                status,
-                f"{_WHAT} need the admin token: send 'Authorization: Bearer <admin token>' "
-                "(the --admin-token or DSOLLAMA_SERVE_ADMIN_TOKEN this server was started with)",
-                code="admin_token_required",
-            ),
-            www_authenticate=status == 401,
-            close=False,
-        )

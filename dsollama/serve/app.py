@@ -13,27 +13,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from .._config import Settings, load_settings
 from .._exceptions import DsollamaError
 from .._text_safety import PrintableLogArgs
 from . import compat, health, ollama_api, openai_api, passthrough
-from .admin import AdminGate, admin_policy
+from .admin import AdminPolicy, admin_policy
 from .errors import ApiError, dialect_for, from_exception, render
+from .front import FrontDoor
 from .info import EXPOSED_HEADERS, dsollama_version
-from .observe import ObserveMiddleware, ServeMetrics
+from .observe import ServeMetrics
 from .router_metrics import register_router_metrics
-from .security import AuthMiddleware, HostGuard, origin_pattern
+from .security import Guard, origin_pattern
 from .state import DEFAULT_MAX_BODY, ServeState
 
 if TYPE_CHECKING:
@@ -77,6 +77,25 @@ def _routes() -> list[Route]:
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
     ]
+
+
+class ServeApp(Starlette):
+    """Starlette with the front door (`front.FrontDoor`) as its one middleware, outside
+    its error handling. The front door calls the POST routes without path parameters (the
+    model routes among them) directly; every other request goes through Starlette's
+    router and error handling as before."""
+
+    def __init__(self, *, front: Callable[[ASGIApp, list[Route]], ASGIApp], **kwargs: Any) -> None:
+        self._front = front
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        direct = [
+            r
+            for r in self.routes
+            if isinstance(r, Route) and r.methods == {"POST"} and not r.param_convertors
+        ]
+        return self._front(super().build_middleware_stack(), direct)
 
 
 def _error_response(request: Request, error: ApiError) -> Response:
@@ -146,7 +165,9 @@ def create_app(
         token = settings.serve_token.get_secret_value()
     if admin_token is None and settings.serve_admin_token is not None:
         admin_token = settings.serve_admin_token.get_secret_value()
-    admin = admin_policy(allow_admin=allow_admin, admin_token=admin_token, host=settings.serve_host)
+    admin: AdminPolicy = admin_policy(
+        allow_admin=allow_admin, admin_token=admin_token, host=settings.serve_host
+    )
     # Log lines carry model names, paths and error texts from requests: escape them.
     PrintableLogArgs.install("dsollama", "dsollama.serve")
     metrics = ServeMetrics()
@@ -193,21 +214,6 @@ def create_app(
                 with contextlib.suppress(ValueError):
                     state.client.router.sinks.remove(metrics.calls)
 
-    middleware = [
-        Middleware(ObserveMiddleware, metrics=metrics),
-        Middleware(
-            CORSMiddleware,
-            allow_origin_regex=origin_pattern(cors_origins),
-            allow_methods=["*"],
-            allow_headers=["*"],
-            expose_headers=list(EXPOSED_HEADERS),
-        ),
-    ]
-    if token:
-        middleware.append(Middleware(AuthMiddleware, tokens=[token, admin_token or ""]))
-    else:
-        middleware.append(Middleware(HostGuard, origins=cors_origins))
-    middleware.append(Middleware(AdminGate, policy=admin))
     handlers: dict[Any, Any] = {
         ApiError: _on_error,
         DsollamaError: _on_error,
@@ -216,8 +222,20 @@ def create_app(
         405: _on_http_error,
         Exception: _on_error,
     }
-    app = Starlette(
-        routes=_routes(), middleware=middleware, exception_handlers=handlers, lifespan=lifespan
+    app = ServeApp(
+        routes=_routes(),
+        exception_handlers=handlers,
+        lifespan=lifespan,
+        front=lambda inner, direct: FrontDoor(
+            inner,
+            metrics=metrics,
+            # Without a token, the admin token alone does not open the server to others.
+            guard=Guard([token, admin_token or ""] if token else (), cors_origins),
+            admin=admin,
+            cors_origin_regex=origin_pattern(cors_origins),
+            exposed_headers=EXPOSED_HEADERS,
+            fast_routes=direct,
+        ),
     )
     app.state.dsollama = state
     return app

@@ -87,6 +87,8 @@ def header_value(text: str, limit: int = 512) -> str:
     >>> header_value("local busy → hosted\\r\\nX-Evil: 1")
     'local busy \\\\u2192 hosted  X-Evil: 1'
     """
+    if text.isascii() and text.isprintable():  # the usual value: nothing to replace
+        return text[:limit]
     ascii_text = text.encode("ascii", "backslashreplace").decode("ascii")
     cleaned = "".join(ch if 32 <= ord(ch) < 127 else " " for ch in ascii_text)
     return cleaned[:limit]

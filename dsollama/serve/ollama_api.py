@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from . import models
+from .chunk_bytes import ChatPartWriter, GeneratePartWriter
 from .errors import ApiError, from_exception
 from .info import HEADER_LOCAL_ERROR, HEADER_VERSION, dsollama_version, header_value
 from .passthrough import Proxied
@@ -43,21 +44,34 @@ _THINK_LEVELS = ("low", "medium", "high", "max")
 # The daemon's version when it cannot be asked: the oldest whose API (think levels,
 # structured create) this server speaks in full.
 ASSUMED_DAEMON_VERSION = "0.12.4"
-_EXTRAS = {"served_by", "attempts", "fallback_reason", "seams", "usage", "cost_usd", "ignored"}
+_EXTRAS = frozenset(
+    {"served_by", "attempts", "fallback_reason", "seams", "usage", "cost_usd", "ignored"}
+)
+
+PartJson = Callable[[Any], "bytes | None"]
 
 
 class NdjsonEncoder:
-    """Ollama's wire format: one JSON object per line; dsollama's fields on the last."""
+    """Ollama's wire format: one JSON object per line; dsollama's fields on the last.
+
+    ``fast``: writes a plain text part directly (`chunk_bytes`), None for the others
+    (a writer per answer: it learns the part's class once).
+    """
 
     stream_media_type = "application/x-ndjson"
+
+    def __init__(self, fast: PartJson | None = None) -> None:
+        self._fast = fast
 
     def whole(self, response: Any) -> bytes:
         return _with_extras(response)
 
     def part(self, part: Any) -> bytes:
         # served_by is on every part in the library; on the wire the headers carry it.
-        text: str = part.model_dump_json(exclude_none=True, exclude=_EXTRAS)
-        return text.encode() + b"\n"
+        data = self._fast(part) if self._fast is not None else None
+        if data is None:
+            data = part.model_dump_json(exclude_none=True, exclude=_EXTRAS).encode()
+        return data + b"\n"
 
     def last(self, part: Any) -> bytes:
         return _with_extras(part) + b"\n"
@@ -186,11 +200,16 @@ def _common(body: Body) -> dict[str, Any]:
     }
 
 
-def _answer(state: ServeState, stream: bool, call: Callable[[], Awaitable[Any]]) -> Answer:
+def _answer(
+    state: ServeState,
+    stream: bool,
+    call: Callable[[], Awaitable[Any]],
+    fast: PartJson | None = None,
+) -> Answer:
     return Answer(
         call,
         stream=stream,
-        encoder=NdjsonEncoder(),
+        encoder=NdjsonEncoder(fast),
         dialect="ollama",
         metrics=state.metrics,
         headers={HEADER_VERSION: dsollama_version()},
@@ -215,7 +234,9 @@ async def chat(request: Request) -> Response:
     }
     client = state.ai
     if _stream(body):
-        return _answer(state, True, lambda: client.chat(stream=True, **kwargs))
+        return _answer(
+            state, True, lambda: client.chat(stream=True, **kwargs), ChatPartWriter(_EXTRAS)
+        )
     return _answer(state, False, lambda: client.chat(stream=False, **kwargs))
 
 
@@ -245,7 +266,9 @@ async def generate(request: Request) -> Response:
     }
     client = state.ai
     if _stream(body):
-        return _answer(state, True, lambda: client.generate(stream=True, **kwargs))
+        return _answer(
+            state, True, lambda: client.generate(stream=True, **kwargs), GeneratePartWriter(_EXTRAS)
+        )
     return _answer(state, False, lambda: client.generate(stream=False, **kwargs))
 
 

@@ -20,12 +20,14 @@ DeepSeek's ``thinking: {"type": "enabled"|"disabled"}``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import struct
 import time
 from typing import Any
 
+from .chunk_bytes import string
 from .errors import ApiError
 from .info import call_extras
 from .validate import Body, decode_image, describe, dumps
@@ -60,6 +62,24 @@ _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
 def _event(payload: Any) -> bytes:
     return b"data: " + dumps(payload) + b"\n\n"
+
+
+# The fixed parts of a streamed chunk around its model name and its text, for the parts
+# written from a template (the events' JSON as `dumps` writes it, keys in its order).
+_CHUNK_MIDDLE = f',"system_fingerprint":"{FINGERPRINT}","choices":[{{"index":0,"delta":'
+_CHUNK_TAIL = ',"logprobs":null,"finish_reason":null}]}\n\n'
+_TEXT_MIDDLE = f',"system_fingerprint":"{FINGERPRINT}","choices":[{{"text":'
+_TEXT_TAIL = ',"index":0,"logprobs":null,"finish_reason":null'
+
+
+def _string_members(mapping: dict[str, Any]) -> str | None:
+    """``"key":"value",…`` for a mapping of strings to strings (else None)."""
+    members = []
+    for key, value in mapping.items():
+        if type(value) is not str:
+            return None
+        members.append(f"{string(key)}:{string(value)}")
+    return ",".join(members)
 
 
 def _new_id(prefix: str) -> str:
@@ -451,6 +471,10 @@ class ChatStreamEncoder:
         self.include_usage = include_usage
         self._role_sent = False
         self._tools_sent = 0
+        self._prefix = (
+            f'data: {{"id":{string(self.id)},"object":"chat.completion.chunk",'
+            f'"created":{self.created},"model":'
+        )
 
     def whole(self, response: Any) -> bytes:
         message = response.message
@@ -514,7 +538,18 @@ class ChatStreamEncoder:
 
     def part(self, part: Any) -> bytes:
         delta = self._delta(part)
-        return _event(self._chunk(part.model, delta, None)) if delta is not None else b""
+        if delta is None:
+            return b""
+        model = part.model
+        if type(model) is str and "tool_calls" not in delta:
+            # Text only (the common part): the event's bytes from a template, as
+            # `_event(self._chunk(model, delta, None))` writes them.
+            members = _string_members(delta)
+            if members is not None:
+                text = f"{self._prefix}{string(model)}{_CHUNK_MIDDLE}{{{members}}}{_CHUNK_TAIL}"
+                with contextlib.suppress(UnicodeEncodeError):  # else the general way says why
+                    return text.encode()
+        return _event(self._chunk(model, delta, None))
 
     def last(self, part: Any) -> bytes:
         out = self.part(part)
@@ -543,6 +578,10 @@ class CompletionStreamEncoder:
         self.created = int(time.time())
         self.include_usage = include_usage
         self._echo = echo
+        self._prefix = (
+            f'data: {{"id":{string(self.id)},"object":"text_completion",'
+            f'"created":{self.created},"model":'
+        )
 
     def _object(
         self, model: str, text: str, finish: str | None, thinking: str | None = None
@@ -583,9 +622,20 @@ class CompletionStreamEncoder:
 
     def part(self, part: Any) -> bytes:
         text = self._text(part)
-        if not text and not part.thinking:
+        thinking = part.thinking
+        if not text and not thinking:
             return b""
-        return _event(self._object(part.model, text, None, part.thinking))
+        model = part.model
+        if type(model) is str and type(thinking) in (str, type(None)):
+            # As `_event(self._object(model, text, None, thinking))` writes it.
+            reasoning = f',"reasoning_content":{string(thinking)}' if thinking else ""
+            event = (
+                f"{self._prefix}{string(model)}{_TEXT_MIDDLE}{string(text)}"
+                f"{_TEXT_TAIL}{reasoning}}}]}}\n\n"
+            )
+            with contextlib.suppress(UnicodeEncodeError):
+                return event.encode()
+        return _event(self._object(model, text, None, thinking))
 
     def last(self, part: Any) -> bytes:
         final = self._object(

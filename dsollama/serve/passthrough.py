@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from .errors import ApiError, from_exception
 from .state import ServeState, state_of
-from .streaming import Exchange, run_until_disconnect
+from .streaming import Exchange, disconnect_notice, run_until_disconnect
 from .validate import parse_json_object, read_limited
 
 __all__ = ["DIGEST", "Proxied", "forward", "forward_blob"]
@@ -68,7 +68,9 @@ class Proxied(Response):
             # at the same time would steal the body's messages.
             await self._relay(exchange)
             return
-        await run_until_disconnect(receive, self._relay(exchange), exchange)
+        await run_until_disconnect(
+            receive, self._relay(exchange), exchange, disconnect_notice(scope)
+        )
 
     async def _relay(self, exchange: Exchange) -> None:
         daemon = self._state.daemon()

@@ -20,6 +20,7 @@ dsollama.serve.errors.ApiError: invalid field 'options.temperature': NaN is not 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from itertools import accumulate
@@ -27,7 +28,7 @@ from typing import Any
 
 from .errors import ApiError
 
-__all__ = ["MAX_DEPTH", "check_values", "nesting_depth", "too_deep"]
+__all__ = ["MAX_DEPTH", "check_values", "decode", "nesting_depth", "too_deep"]
 
 MAX_DEPTH = 64
 "Deepest nesting of arrays and objects accepted (requests need about 10; schemas a few more)."
@@ -77,6 +78,55 @@ def too_deep(raw: bytes, limit: int = MAX_DEPTH) -> bool:
     if brackets.count(b"[") + brackets.count(b"{") <= limit:
         return False
     return nesting_depth(raw) > limit
+
+
+class _NotFinite(ValueError):
+    """Decoding met a NaN, an Infinity or a number too large for a float."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):  # 1e999: decodes to inf, which nothing writes back
+        raise _NotFinite(text)
+    return value
+
+
+def _not_a_number(name: str) -> float:
+    raise _NotFinite(name)  # NaN, Infinity, -Infinity
+
+
+# Decodes as json.loads does, but stops at the first number `check_values` refuses: the
+# hooks run only for literals with a fraction or an exponent (and for NaN, Infinity).
+_STRICT = json.JSONDecoder(parse_float=_finite, parse_constant=_not_a_number)
+
+# A lone surrogate in UTF-8 text: escaped (\ud800 to \udfff) or as the bytes that
+# json.loads decodes with "surrogatepass". Each looked for only where its first bytes are.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_BYTES = re.compile(b"\xed[\xa0-\xbf]")
+
+
+def decode(raw: bytes) -> tuple[Any, bool]:
+    """``raw`` decoded as `json.loads` decodes it, and whether `check_values` must look
+    at the result: only when it met a non-finite number or the text holds a surrogate
+    (two hooks and a byte search tell; walking every value of a big list costs more).
+
+    Raises what `json.loads` raises (`UnicodeDecodeError`, `ValueError`, `RecursionError`).
+
+    >>> decode(b'{"temperature": 0.5}'), decode(b'{"t": NaN}')[1], decode(b'["\\\\udfff"]')[1]
+    (({'temperature': 0.5}, False), True, True)
+    """
+    encoding = json.detect_encoding(raw)
+    text = raw.decode(encoding, "surrogatepass")
+    try:
+        data = _STRICT.decode(text)
+    except _NotFinite:
+        return json.loads(text), True
+    if encoding != "utf-8":
+        return data, True  # UTF-16 and UTF-32 bodies are rare: look at every value
+    suspect = (b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None) or (
+        b"\xed" in raw and _SURROGATE_BYTES.search(raw) is not None
+    )
+    return data, suspect
 
 
 def _bad_number(value: float) -> str:

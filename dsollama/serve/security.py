@@ -23,14 +23,15 @@ import ipaddress
 import re
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .._exceptions import ConfigError
 from .errors import CLOSE, ApiError, dialect_for, render
 
 __all__ = [
-    "AuthMiddleware",
-    "HostGuard",
+    "Guard",
+    "Refusal",
     "check_bind",
     "host_allowed",
     "is_loopback_host",
@@ -85,41 +86,6 @@ async def refuse(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-class AuthMiddleware:
-    """Every request but OPEN_PATHS and CORS preflights needs ``Bearer <token>``.
-
-    ``tokens``: each accepted (serve's token, and the admin token when there is one).
-    """
-
-    def __init__(self, app: Any, tokens: Sequence[str]) -> None:
-        self.app = app
-        self._expected = [f"Bearer {t}".encode() for t in tokens if t]
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
-            await self.app(scope, receive, send)
-            return
-        given = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                given = value
-                break
-        # compare_digest: the time taken must not tell an attacker how much of a guess
-        # matched. Every token is compared, so the time does not say which one matched.
-        matches = [hmac.compare_digest(given, expected) for expected in self._expected]
-        if any(matches):
-            await self.app(scope, receive, send)
-            return
-        message = (
-            "missing bearer token: send 'Authorization: Bearer <token>' (the token this "
-            "server was started with; in OpenAI clients it is the API key)"
-            if not given
-            else "wrong bearer token: send the token this server was started with"
-        )
-        error = ApiError(401, message, code="invalid_api_key")
-        await refuse(send, scope["path"], error, www_authenticate=True)
-
-
 def _machine_names() -> set[str]:
     name = socket.gethostname().lower()
     return {name, name.split(".", 1)[0]}
@@ -172,39 +138,92 @@ def origin_pattern(extra: Sequence[str] = ()) -> str:
     return f"{LOCAL_ORIGINS}|{escaped}" if escaped else LOCAL_ORIGINS
 
 
-class HostGuard:
-    """Without a token: refuse (403) requests a web page could have forged.
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request is answered without reaching its route, and how."""
 
-    A ``Host`` that is not a local name means DNS rebinding; an ``Origin`` that is not
-    allowed means a page of another site (browsers send Origin on every cross-site POST,
-    even those that need no CORS preflight). Clients that are not browsers send neither.
+    error: ApiError
+    www_authenticate: bool = False
+    close: bool = True
+    "End the connection after the answer (the peer may not use it for anything else)."
+
+
+_CACHE_LIMIT = 256
+"Distinct Host and Origin values remembered; a peer sending endless new ones only clears it."
+
+
+class Guard:
+    """Who may ask: with tokens, ``Bearer <token>``; without, only local Host and Origin.
+
+    ``tokens``: each accepted (serve's token, and the admin token when there is one);
+    none means the loopback rules (``origins``: browser origins allowed besides local
+    pages). `refusal` decides from the few headers the front door read once.
     """
 
-    def __init__(self, app: Any, origins: Sequence[str] = ()) -> None:
-        self.app = app
+    def __init__(self, tokens: Sequence[str] = (), origins: Sequence[str] = ()) -> None:
+        self._expected = [f"Bearer {t}".encode() for t in tokens if t]
         self._machine = _machine_names()
         self._origin = re.compile(origin_pattern(origins))
+        # The same few Host and Origin values arrive on every request: decide each once.
+        self._hosts: dict[bytes, bool] = {}
+        self._origins: dict[bytes, bool] = {}
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            host = origin = None
-            for name, value in scope["headers"]:
-                if name == b"host":
-                    host = value.decode("latin-1")
-                elif name == b"origin":
-                    origin = value.decode("latin-1")
-            problem = None
-            if not host_allowed(host or "", self._machine):
-                problem = (
-                    f"Host {host!r} is not a local name; this server only answers requests "
-                    "addressed to this machine (start it with --token to serve other names)"
-                )
-            elif origin is not None and not self._origin.fullmatch(origin):
-                problem = (
-                    f"Origin {origin!r} may not use this server; allow it with "
-                    "--cors-origin, or start the server with --token"
-                )
-            if problem is not None:
-                await refuse(send, scope["path"], ApiError(403, problem))
-                return
-        await self.app(scope, receive, send)
+    def refusal(
+        self,
+        path: str,
+        method: str,
+        host: bytes | None,
+        origin: bytes | None,
+        authorization: bytes | None,
+    ) -> Refusal | None:
+        if self._expected:
+            return self._token_refusal(path, method, authorization or b"")
+        return self._local_refusal(host or b"", origin)
+
+    def _token_refusal(self, path: str, method: str, given: bytes) -> Refusal | None:
+        if path in OPEN_PATHS or method == "OPTIONS":
+            return None
+        # compare_digest: the time taken must not tell an attacker how much of a guess
+        # matched. Every token is compared, so the time does not say which one matched.
+        matches = [hmac.compare_digest(given, expected) for expected in self._expected]
+        if any(matches):
+            return None
+        message = (
+            "missing bearer token: send 'Authorization: Bearer <token>' (the token this "
+            "server was started with; in OpenAI clients it is the API key)"
+            if not given
+            else "wrong bearer token: send the token this server was started with"
+        )
+        return Refusal(ApiError(401, message, code="invalid_api_key"), www_authenticate=True)
+
+    def _local_refusal(self, host: bytes, origin: bytes | None) -> Refusal | None:
+        allowed = self._hosts.get(host)
+        if allowed is None:
+            allowed = host_allowed(host.decode("latin-1"), self._machine)
+            _remember(self._hosts, host, allowed)
+        if not allowed:
+            problem = (
+                f"Host {host.decode('latin-1')!r} is not a local name; this server only "
+                "answers requests addressed to this machine (start it with --token to serve "
+                "other names)"
+            )
+            return Refusal(ApiError(403, problem))
+        if origin is None:
+            return None
+        allowed = self._origins.get(origin)
+        if allowed is None:
+            allowed = self._origin.fullmatch(origin.decode("latin-1")) is not None
+            _remember(self._origins, origin, allowed)
+        if allowed:
+            return None
+        problem = (
+            f"Origin {origin.decode('latin-1')!r} may not use this server; allow it with "
+            "--cors-origin, or start the server with --token"
+        )
+        return Refusal(ApiError(403, problem))
+
+
+def _remember(cache: dict[bytes, bool], key: bytes, value: bool) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value

@@ -27,6 +27,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from .connection import ConnectionServices
 from .errors import CLOSE, ApiError, dialect_for, render
 
 __all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_HEADER_TIMEOUT", "guarded_protocol"]
@@ -40,8 +41,9 @@ _HEADER_TIMEOUT_RESPONSE = (
 )
 
 
-class _GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with deadlines on receiving a request (see the module)."""
+class _GuardedH11Protocol(ConnectionServices, H11Protocol):
+    """uvicorn's h11 protocol with deadlines on receiving a request (see the module), and
+    the services of `connection` (gathered writes, disconnect notices)."""
 
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT

@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from .._backends.daemon import OllamaDaemon
 from .errors import ApiError
-from .validate import Body, parse_json_object, read_limited
+from .validate import Body, parse_json_object, read_body
 
 if TYPE_CHECKING:
     from .._client import AsyncClient
@@ -25,6 +25,8 @@ DEFAULT_MAX_BODY = 32 * 1024 * 1024
 
 POLICY_HEADER = "x-dsollama-policy"
 LOCAL_ONLY_HEADER = "x-dsollama-local-only"
+_POLICY_HEADER = POLICY_HEADER.encode()
+_LOCAL_ONLY_HEADER = LOCAL_ONLY_HEADER.encode()
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -85,9 +87,12 @@ class ServeState:
 
     async def body(self, request: Request) -> Body:
         """The request's JSON object, read within the size limit."""
-        raw = await read_limited(
-            request.stream(), self.max_body, request.headers.get("content-length")
-        )
+        declared = None
+        for name, value in request.scope["headers"]:
+            if name == b"content-length":
+                declared = value
+                break
+        raw = await read_body(request.receive, self.max_body, declared)
         return Body(parse_json_object(raw))
 
     def controls(self, request: Request, model: str) -> dict[str, Any]:
@@ -98,15 +103,22 @@ class ServeState:
         ``X-Dsollama-Policy``, but never widen a local-only server.
         """
         out: dict[str, Any] = {}
-        if self.ai.settings.on_broken_stream == "restart":
+        settings = self.ai.settings
+        if settings.on_broken_stream == "restart":
             # A client reading an Ollama or OpenAI stream cannot be told "discard what you
             # have": once a byte went out, a broken answer ends with an error event, never
             # with a second answer glued to the first. (Before that, moving to another route
             # is ordinary failover.) Continuing from the partial text stays allowed.
             out["on_broken_stream"] = "raise"
-        if self.local_only:
+        if settings.policy == "local-only":
             return {**out, "local_only": True}
-        wanted = request.headers.get(POLICY_HEADER, "").strip().lower()
+        policy = local_only = None
+        for name, value in request.scope["headers"]:  # the first of each, as Headers.get
+            if name == _POLICY_HEADER and policy is None:
+                policy = value
+            elif name == _LOCAL_ONLY_HEADER and local_only is None:
+                local_only = value
+        wanted = policy.decode("latin-1").strip().lower() if policy else ""
         if wanted:
             if wanted not in ("local-first", "hosted-first", "local-only"):
                 raise ApiError(
@@ -114,7 +126,7 @@ class ServeState:
                     f"invalid {POLICY_HEADER} header {wanted!r}: use local-first, hosted-first or local-only",
                 )
             out["policy"] = wanted
-        if request.headers.get(LOCAL_ONLY_HEADER, "").strip().lower() in _TRUE:
+        if local_only and local_only.decode("latin-1").strip().lower() in _TRUE:
             out["local_only"] = True
         if out.get("policy") == "hosted-first" and not self.hosted_configured:
             # Nothing hosted to put first: answer locally rather than refuse.

@@ -24,11 +24,14 @@ from typing import Any, Protocol
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .connection import DISCONNECT_NOTICE, Unregister
 from .errors import ApiError, Dialect, from_exception, render
 from .info import final_headers, served_headers
 from .observe import ServeMetrics, stats_of
 
-__all__ = ["Answer", "Encoder", "Exchange", "run_until_disconnect"]
+__all__ = ["Answer", "Encoder", "Exchange", "disconnect_notice", "run_until_disconnect"]
+
+DisconnectNotice = Callable[[Callable[[], None]], Unregister]
 
 SHUTDOWN_MESSAGE = (
     "dsollama serve is shutting down and its grace period ended before this answer did; "
@@ -98,15 +101,53 @@ async def _disconnected(receive: Receive) -> None:
 
 
 async def run_until_disconnect(
-    receive: Receive, work: Coroutine[Any, Any, None], exchange: Exchange
+    receive: Receive,
+    work: Coroutine[Any, Any, None],
+    exchange: Exchange,
+    notice: DisconnectNotice | None = None,
 ) -> bool:
     """Run ``work`` while watching the client; cancel it if the client disconnects.
 
     Call once the request body has been read (the watch consumes ``receive``). Returns
     False when the client went away (``exchange.gone`` is then set). If this task itself
     is cancelled (the server's shutdown grace ended), ``work`` is cancelled too and the
-    cancellation propagates.
+    cancellation propagates. ``notice``: the server's disconnect notice (`connection`),
+    which spares the task that would otherwise wait on ``receive``.
     """
+    if notice is None:
+        return await _watching_receive(receive, work, exchange)
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(work)
+    finished = loop.create_future()
+
+    def done(_: object) -> None:
+        if not finished.done():
+            finished.set_result(None)
+
+    def gone() -> None:
+        exchange.gone = True
+        task.cancel()
+
+    task.add_done_callback(done)
+    unregister = notice(gone)
+    try:
+        await finished
+    except asyncio.CancelledError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise
+    finally:
+        unregister()
+    if exchange.gone and task.cancelled():
+        return False
+    task.result()  # re-raise what the work raised
+    return True
+
+
+async def _watching_receive(
+    receive: Receive, work: Coroutine[Any, Any, None], exchange: Exchange
+) -> bool:
     task = asyncio.ensure_future(work)
     watch = asyncio.ensure_future(_disconnected(receive))
     try:
@@ -130,6 +171,12 @@ async def run_until_disconnect(
     return False
 
 
+def disconnect_notice(scope: Scope) -> DisconnectNotice | None:
+    """The server's disconnect notice for this request, when it offers one."""
+    extensions = scope.get("extensions")
+    return extensions.get(DISCONNECT_NOTICE) if extensions else None
+
+
 class Answer(Response):
     """A model route's response: runs the call, writes it whole or streamed.
 
@@ -149,7 +196,11 @@ class Answer(Response):
         headers: dict[str, str] | None = None,
         whole_media_type: str = "application/json; charset=utf-8",
     ) -> None:
-        super().__init__()
+        # Not Response.__init__: its body and headers are never used, only __call__.
+        self.status_code = 200
+        self.background = None
+        self.body = b""
+        self.raw_headers = []
         self._call = call
         self._stream = stream
         self._encoder = encoder
@@ -162,7 +213,9 @@ class Answer(Response):
         exchange = Exchange(send)
         work = self._streamed(exchange, scope) if self._stream else self._whole(exchange)
         try:
-            completed = await run_until_disconnect(receive, work, exchange)
+            completed = await run_until_disconnect(
+                receive, work, exchange, disconnect_notice(scope)
+            )
         except asyncio.CancelledError:
             self._mark(scope, "shutdown")
             raise
