@@ -202,6 +202,7 @@ def _headline(results: dict[str, Any]) -> list[str]:
                 ),
             ]
         )
+    rows += _serve_targets(b)
     start = b.get("startup", {})
     if "help" in start:
         rows.append(
@@ -629,15 +630,190 @@ def _serve(b: dict[str, Any]) -> list[str]:
         return [*lines, f"Not run: {b['skipped']}.", ""]
     if "error" in b:
         return [*lines, f"Failed: `{b['error']}`", ""]
-    description = b.get("description") or b.get("setup")
-    if isinstance(description, str):
-        lines += [description, ""]
-    rows = [
-        [key, value]
-        for key, value in _flat(b)
-        if key not in ("description", "setup", "wall_seconds", "traceback")
+    if "cells" not in b:  # an older results file: every number as it was written
+        rows = [
+            [key, value]
+            for key, value in _flat(b)
+            if key not in ("description", "setup", "wall_seconds", "traceback", "measured")
+        ]
+        return [*lines, *_table(("measure", "value"), rows), ""]
+    lines += [
+        "The same chats straight to the unpaced Ollama double and through `dsollama serve` "
+        "(defaults, request log on) in front of it, each in its own process, over raw "
+        "keep-alive HTTP/1.1 sockets (`benchmarks/bench_serve.py`). Latency: one connection, "
+        "one request after another, "
+        f"{b['short_tokens']}-token answers; *added* is serve minus direct at the same "
+        f"percentile. Per chunk: the same streams at {b['short_tokens']} and "
+        f"{b['long_tokens']} tokens, serve's extra slope over the double's. Throughput: "
+        f"{b['concurrency']} connections from {b['client_processes']} client processes, "
+        f"{b['seconds']:g} s; CPU per answer from /proc. All of it on {b['cpus']} CPUs "
+        "shared by the double, serve and the load generators.",
+        "",
     ]
-    return [*lines, *_table(("measure", "value"), rows), ""]
+    rows = []
+    for c in b["cells"].values():
+        d, s, a = c["direct"], c["serve"], c["added_ms"]
+        rows.append(
+            [
+                f"`{c['path']}` {'streamed' if c['stream'] else 'whole'}",
+                f"{d['p50_ms']:.2f} / {d['p99_ms']:.2f}",
+                f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}",
+                f"+{a['p50']:.2f} / +{a['p99']:.2f}",
+                f"+{a['first_chunk_p50']:.2f}" if "first_chunk_p50" in a else "–",
+                f"{a['per_chunk']:.4f}" if "per_chunk" in a else "–",
+                f"{d['requests_per_second']:,.0f} / {s['requests_per_second']:,.0f}",
+                _ratio(c.get("throughput_ratio")),
+                _cpu_per_answer(s),
+            ]
+        )
+    lines += _table(
+        (
+            "cell",
+            "direct p50 / p99 ms",
+            "serve p50 / p99 ms",
+            "added p50 / p99 ms",
+            "added to first chunk (p50 ms)",
+            "added per chunk (ms)",
+            "answers/s direct / serve",
+            "throughput ratio",
+            "serve CPU ms per answer",
+        ),
+        rows,
+    )
+    library = b.get("library", {})
+    if "whole" in library:
+        lines += [
+            "",
+            "For reference, the same small chats through `dsollama.AsyncClient` in one "
+            "process, no serve (the router's share of serve's cost): whole "
+            f"p50 {library['whole']['p50_ms']:.2f} ms / p99 {library['whole']['p99_ms']:.2f} ms, "
+            f"streamed p50 {library['stream']['p50_ms']:.2f} ms / p99 "
+            f"{library['stream']['p99_ms']:.2f} ms.",
+        ]
+    workers = b.get("workers", {})
+    if "configs" in workers:
+        labels = {
+            "1-memory": "one process, in-process store",
+            "1-redis": "one process, Redis store",
+            "2-redis": "`--workers 2`, Redis store",
+        }
+        lines += [
+            "",
+            "### `--workers`",
+            "",
+            "Non-streaming `/api/chat` at the same concurrency through one serve with its "
+            "in-process store, one with `--state redis://…` and `--workers 2` with the same "
+            "store (workers need a shared store: each process admits against the same "
+            f"count). Two workers vs one on Redis: **{_ratio(workers.get('scaling_2_vs_1'))}**.",
+            "",
+            *_table(
+                ("configuration", "answers/s", "serve CPU ms per answer"),
+                [
+                    [
+                        labels.get(name, name),
+                        f"{c['requests_per_second']:,.0f}",
+                        _cpu_per_answer(c),
+                    ]
+                    for name, c in workers["configs"].items()
+                ],
+            ),
+        ]
+    elif "skipped" in workers:
+        lines += ["", f"`--workers`: not run ({workers['skipped']})."]
+    return [*lines, ""]
+
+
+def _cpu_per_answer(c: dict[str, Any]) -> str:
+    value = c.get("serve_cpu_ms_per_request")
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "–"
+
+
+def _serve_memory(b: dict[str, Any]) -> list[str]:
+    lines = ["### serve's memory with traffic", ""]
+    if "skipped" in b:
+        return [*lines, f"Not run: {b['skipped']}.", ""]
+    if "error" in b:
+        return [*lines, f"Failed: `{b['error']}`", ""]
+    answers = b.get("answers", {})
+    unexpected = {k: v for k, v in answers.items() if k != "expected"}
+    lines += [
+        f"One `dsollama serve` (request log on) in front of the unpaced double; "
+        f"{b['requests']:,} mixed requests over {b['connections']} keep-alive connections, "
+        f"each replaced every {b['requests_per_connection']} requests: "
+        + ", ".join(b.get("kinds", []))
+        + " (`benchmarks/bench_serve_memory.py`). Resident memory after the first "
+        f"{b['first']:,} and after all of them: ratio **{_ratio(b.get('ratio'))}** (target "
+        f"≤ {b['target_ratio']:g}×); "
+        + (
+            "every answer had its expected status."
+            if not unexpected
+            else "unexpected answers: " + ", ".join(f"{k} ×{v}" for k, v in unexpected.items())
+        ),
+        "",
+        *_table(
+            ("after requests", "RSS (MiB)"),
+            [[f"{r['requests']:,}", str(r["rss_mib"])] for r in b.get("readings", [])],
+        ),
+        "",
+    ]
+    return lines
+
+
+def _serve_targets(b: dict[str, Any]) -> list[list[str]]:
+    """The target rows of section 5: what serve adds, its throughput and its memory."""
+    rows: list[list[str]] = []
+    targets = b.get("serve", {}).get("targets")
+    if targets:
+        cells = b["serve"]["cells"]
+        whole = targets["added_whole"]
+        rows.append(
+            [
+                "serve adds ≤ 1.0 ms p50 and ≤ 2 ms p99 to a small non-streaming chat (worst "
+                "dialect)",
+                f"+{whole['p50_ms']:.2f} ms p50, +{whole['p99_ms']:.2f} ms p99",
+                _mark(whole["met"]),
+            ]
+        )
+        rows.append(
+            [
+                "serve adds ≤ 0.05 ms per streamed chunk (worst dialect)",
+                f"{targets['per_chunk']['ms']:.4f} ms",
+                _mark(targets["per_chunk"]["met"]),
+            ]
+        )
+        ratios = ", ".join(
+            f"{c['path']} {_ratio(c.get('throughput_ratio'))}"
+            for c in cells.values()
+            if not c["stream"]
+        )
+        rows.append(
+            [
+                "serve's throughput ≥ 0.7× direct at concurrency "
+                f"{b['serve']['concurrency']}, one process (non-streaming)",
+                ratios,
+                _mark(targets["throughput"]["met"]),
+            ]
+        )
+        if "workers" in targets:
+            scaling = targets["workers"]["scaling_2_vs_1"]
+            rows.append(
+                [
+                    "serve scales with `--workers N` (shared Redis store): 2 workers vs 1",
+                    f"{_ratio(scaling)} the answers per second",
+                    _mark(scaling is not None and scaling > 1.0),
+                ]
+            )
+    memory = b.get("serve_memory", {})
+    if memory.get("ratio") is not None:
+        rows.append(
+            [
+                f"serve's RSS after {memory['requests']:,} mixed requests within 10 % of "
+                f"after {memory['first']:,}",
+                f"{_ratio(memory['ratio'])}",
+                _mark(memory["met"]),
+            ]
+        )
+    return rows
 
 
 def _doubles(b: dict[str, Any]) -> list[str]:
@@ -921,6 +1097,7 @@ SECTIONS = {
     "dead_daemon": "3",
     "startup": "4",
     "serve": "5",
+    "serve_memory": "5",
     "shared_burst": "6",
     "vllm_burst": "7",
     "serve_replicas": "8",
@@ -999,6 +1176,8 @@ def markdown(results: dict[str, Any], *, png: Path | None = None) -> str:
         lines += _startup(b["startup"])
     if "serve" in b:
         lines += _serve(b["serve"])
+    if "serve_memory" in b:
+        lines += _serve_memory(b["serve_memory"])
     if "shared_burst" in b:
         lines += _shared_burst(b["shared_burst"])
     if "vllm_burst" in b:

@@ -10,8 +10,9 @@ Writes ``benchmarks/results/latest.json`` (machine, date, command, versions, eve
 number), regenerates ``BENCHMARKS.md`` at the repository root and, with matplotlib
 installed (``pip install -e '.[bench]'``), ``benchmarks/results/busy-burst.png``.
 
-Benchmarks: ``overhead``, ``busy_burst``, ``dead_daemon``, ``startup``, ``serve`` (the
-serve issue's ``benchmarks/bench_serve.py``, skipped with a note while it is missing),
+Benchmarks: ``overhead``, ``busy_burst``, ``dead_daemon``, ``startup``, ``serve`` (what
+serve adds: latency, per streamed chunk, throughput, ``--workers``), ``serve_memory``
+(serve's resident memory after 1,000 and 10,000 mixed requests),
 the shared-capacity ones — ``shared_burst`` (one daemon, several processes, with and
 without a Redis store), ``vllm_burst`` (a vLLM route with capacity K: server metrics vs
 the process's own count), ``serve_replicas`` (two serves sharing Redis vs one) and
@@ -46,6 +47,7 @@ ALL = (
     "dead_daemon",
     "startup",
     "serve",
+    "serve_memory",
     "shared_burst",
     "vllm_burst",
     "serve_replicas",
@@ -61,6 +63,7 @@ MODES: dict[str, dict[str, dict[str, Any]]] = {
         "dead_daemon": {"calls": 50},
         "startup": {"repeat": 15},
         "serve": {"seconds": 5.0},
+        "serve_memory": {"requests": 10_000, "first": 1_000},
         "shared_burst": {"rounds": 2},
         "vllm_burst": {"rounds": 2},
         "serve_replicas": {"rounds": 2},
@@ -73,6 +76,7 @@ MODES: dict[str, dict[str, dict[str, Any]]] = {
         "dead_daemon": {"calls": 20},
         "startup": {"repeat": 7},
         "serve": {"seconds": 2.0},
+        "serve_memory": {"requests": 3_000, "first": 1_000},
         "shared_burst": {"rounds": 1},
         "vllm_burst": {"rounds": 1},
         "serve_replicas": {"rounds": 1},
@@ -91,7 +95,8 @@ MODES: dict[str, dict[str, dict[str, Any]]] = {
         },
         "dead_daemon": {"calls": 3},
         "startup": {"repeat": 1},
-        "serve": {"seconds": 0.5},
+        "serve": {"seconds": 0.3, "workers": False},
+        "serve_memory": {"requests": 40, "first": 20, "connections": 2},
         "shared_burst": {"splits": ((1, 4), (2, 2)), "rounds": 1, "scale": 0.25},
         "vllm_burst": {"splits": ((1, 4), (2, 2)), "rounds": 1, "scale": 0.25},
         "serve_replicas": {
@@ -106,11 +111,11 @@ MODES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _serve(seconds: float) -> dict[str, Any]:
+def _serve(**kwargs: Any) -> dict[str, Any]:
     if importlib.util.find_spec("benchmarks.bench_serve") is None:
         return {"skipped": "benchmarks/bench_serve.py is not there yet (the serve issue)"}
     module = importlib.import_module("benchmarks.bench_serve")
-    result: dict[str, Any] = module.run(seconds=seconds)
+    result: dict[str, Any] = module.run(**kwargs)
     return result
 
 

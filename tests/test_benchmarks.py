@@ -212,6 +212,108 @@ def test_the_whole_tiny_run(tmp_path: Path, request: pytest.FixtureRequest) -> N
     assert "## 2. Busy burst" in doc
 
 
+# -- serve (section 5) ---------------------------------------------------------------------
+
+
+def test_a_tiny_serve_run_measures_every_cell_and_the_memory(tmp_path: Path) -> None:
+    results, doc = _run(tmp_path, "--tiny", "--only", "serve,serve_memory", "--no-plot")
+    serve = results["benchmarks"]["serve"]
+    assert set(serve["cells"]) == {"ollama-whole", "ollama-stream", "openai-whole", "openai-stream"}
+    for cell in serve["cells"].values():
+        assert cell["serve"]["requests"] > 0
+        assert cell["direct"]["requests"] > 0
+        assert cell["serve"]["requests_per_second"] > 0
+        assert ("per_chunk" in cell["added_ms"]) == cell["stream"]
+    assert set(serve["targets"]) >= {"added_whole", "per_chunk", "throughput"}
+    memory = results["benchmarks"]["serve_memory"]
+    assert next(r["requests"] for r in memory["readings"]) == 20
+    assert memory["readings"][-1]["requests"] == 40
+    assert memory["answers"] == {"expected": 40}  # every kind answered as it should be
+    assert memory["ratio"] > 0
+    assert "## 5. serve" in doc
+    assert "### serve's memory with traffic" in doc
+    assert "| serve adds ≤ 0.05 ms per streamed chunk (worst dialect) |" in doc
+
+
+def _serve_results(added_p50: float, chunk: float, ratio: float, memory: float) -> dict[str, Any]:
+    def cell(path: str, stream: bool) -> dict[str, Any]:
+        side = {"p50_ms": 1.0, "p99_ms": 2.0, "requests": 10, "requests_per_second": 100.0}
+        added: dict[str, float] = {"p50": added_p50, "p99": 1.5}
+        if stream:
+            added.update(first_chunk_p50=0.5, first_chunk_p99=0.9, per_chunk=chunk)
+        return {
+            "path": path,
+            "stream": stream,
+            "direct": side,
+            "serve": {**side, "serve_cpu_ms_per_request": 2.5},
+            "added_ms": added,
+            "throughput_ratio": ratio,
+        }
+
+    results = _synthetic()
+    results["benchmarks"]["serve"] = {
+        "cpus": 2,
+        "seconds": 3.0,
+        "concurrency": 32,
+        "client_processes": 2,
+        "short_tokens": 20,
+        "long_tokens": 200,
+        "cells": {
+            "ollama-whole": cell("/api/chat", False),
+            "ollama-stream": cell("/api/chat", True),
+        },
+        "workers": {
+            "configs": {
+                "1-redis": {"requests_per_second": 100.0, "serve_cpu_ms_per_request": 3.0},
+                "2-redis": {"requests_per_second": 180.0, "serve_cpu_ms_per_request": 3.1},
+            },
+            "scaling_2_vs_1": 1.8,
+        },
+        "targets": {
+            "added_whole": {"p50_ms": added_p50, "p99_ms": 1.5, "met": added_p50 <= 1.0},
+            "per_chunk": {"ms": chunk, "met": chunk <= 0.05},
+            "throughput": {"ratio": ratio, "met": ratio >= 0.7},
+            "workers": {"scaling_2_vs_1": 1.8},
+        },
+    }
+    results["benchmarks"]["serve_memory"] = {
+        "requests": 10_000,
+        "first": 1_000,
+        "connections": 8,
+        "requests_per_connection": 100,
+        "kinds": ["ollama chat, whole", "not JSON"],
+        "readings": [
+            {"requests": 1_000, "rss_mib": 50.0},
+            {"requests": 10_000, "rss_mib": 50.0 * memory},
+        ],
+        "ratio": memory,
+        "target_ratio": 1.1,
+        "met": memory <= 1.1,
+        "answers": {"expected": 9_999, "unexpected 500: not JSON": 1},
+    }
+    return results
+
+
+def test_the_serve_targets_are_reported_met_or_missed() -> None:
+    met = report.markdown(_serve_results(added_p50=0.8, chunk=0.01, ratio=0.75, memory=1.02))
+    assert (
+        "| serve adds ≤ 1.0 ms p50 and ≤ 2 ms p99 to a small non-streaming chat (worst "
+        "dialect) | +0.80 ms p50, +1.50 ms p99 | met |" in met
+    )
+    assert "| serve adds ≤ 0.05 ms per streamed chunk (worst dialect) | 0.0100 ms | met |" in met
+    assert "one process (non-streaming) | /api/chat 0.75× | met |" in met
+    assert "2 workers vs 1 | 1.80× the answers per second | met |" in met
+    assert "within 10 % of after 1,000 | 1.02× | met |" in met
+    assert "unexpected answers: unexpected 500: not JSON ×1" in met
+    assert "| `--workers 2`, Redis store | 180 | 3.10 |" in met
+
+    missed = report.markdown(_serve_results(added_p50=2.4, chunk=0.08, ratio=0.1, memory=1.3))
+    assert "| +2.40 ms p50, +1.50 ms p99 | **missed** |" in missed
+    assert "| 0.0800 ms | **missed** |" in missed
+    assert "| /api/chat 0.10× | **missed** |" in missed
+    assert "| 1.30× | **missed** |" in missed
+
+
 # -- shared capacity (sections 6 to 9) -------------------------------------------------------
 
 
