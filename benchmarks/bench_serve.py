@@ -425,6 +425,9 @@ def _workers(
             if shared:
                 env["DSOLLAMA_STATE_URL"] = redis.url
             with serving(double_url, "--workers", str(workers), **env) as (pid, url):
+                # Every worker listening first: keep-alive connections opened while one
+                # is still starting would all stay with the other.
+                _wait_for_workers(url, workers)
                 pool.submit(_latency_worker, url, "ollama", False, 0.2).result()  # warm
                 configs[name] = {"workers": workers, "shared_store": shared}
                 configs[name].update(
@@ -441,6 +444,35 @@ def _workers(
     one = configs["1-redis"]["requests_per_second"]
     two = configs["2-redis"]["requests_per_second"]
     return {"configs": configs, "scaling_2_vs_1": round(two / one, 3) if one else None}
+
+
+def _wait_for_workers(url: str, workers: int, timeout: float = 60.0) -> None:
+    """Until ``workers`` different processes have answered ``/healthz`` (it names its pid)."""
+    host, port = _address(url)
+    request = f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+
+    async def pids() -> set[int]:
+        async def one() -> int:
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = _LENGTH.search(head)
+                body = await reader.readexactly(int(length.group(1))) if length else b"{}"
+                pid: int = json.loads(body).get("pid", 0)
+                return pid
+            finally:
+                writer.close()
+
+        return set(await asyncio.gather(*(one() for _ in range(8))))
+
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(seen)} of {workers} serve workers answered")
+        seen |= asyncio.run(pids())
+        time.sleep(0.05)
 
 
 def _targets(cells: dict[str, Any], workers: dict[str, Any]) -> dict[str, Any]:

@@ -759,6 +759,10 @@ def _serve_memory(b: dict[str, Any]) -> list[str]:
     return lines
 
 
+WORKERS_SCALING = 1.5
+"What two workers must answer, relative to one, for serve to be said to scale."
+
+
 def _serve_targets(b: dict[str, Any]) -> list[list[str]]:
     """The target rows of section 5: what serve adds, its throughput and its memory."""
     rows: list[list[str]] = []
@@ -798,9 +802,10 @@ def _serve_targets(b: dict[str, Any]) -> list[list[str]]:
             scaling = targets["workers"]["scaling_2_vs_1"]
             rows.append(
                 [
-                    "serve scales with `--workers N` (shared Redis store): 2 workers vs 1",
+                    "serve scales with `--workers N` (shared Redis store): 2 workers answer "
+                    "≥ 1.5× what 1 does",
                     f"{_ratio(scaling)} the answers per second",
-                    _mark(scaling is not None and scaling > 1.0),
+                    _mark(scaling is not None and scaling >= WORKERS_SCALING),
                 ]
             )
     memory = b.get("serve_memory", {})
