@@ -54,7 +54,7 @@ from .._wire.local import (
 )
 from .._wire.local_request import chat_body, generate_body
 from .._wire.reasoning import ThinkSplitter
-from . import CallSpec, EmbedSpec, ModelState, StreamStats, http_limits, http_timeout
+from . import CallSpec, EmbedSpec, ModelState, StreamStats, http_limits, http_timeout, loopback
 
 __all__ = ["QUICK_READ_TIMEOUT", "STALL_TIMEOUT", "OllamaDaemon"]
 
@@ -140,7 +140,12 @@ class OllamaDaemon:
             **options,
         }
         self._transport = transport
-        self._infer = ollama.AsyncClient(self.host, timeout=http_timeout(self._settings), **shared)
+        infer = shared
+        if self._owns_transport and loopback.eligible(self.host, transport_options):
+            # Routed chat and generate stream every chunk: on a loopback daemon they go
+            # through the lean transport (see `loopback`); the rest stays on httpx's.
+            infer = {**shared, "transport": loopback.LoopbackTransport()}
+        self._infer = ollama.AsyncClient(self.host, timeout=http_timeout(self._settings), **infer)
         # Routed chat and generate are sent on the official client's own httpx client
         # (its base URL, headers, timeout and transport: the request it would send), to
         # URLs resolved once: per-request headers and path parsing cost httpx more than
