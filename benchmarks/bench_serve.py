@@ -19,13 +19,16 @@ double answers both itself, as Ollama does), each whole and streamed. Per cell:
   direct_short)`` over the extra chunks is what serve adds per chunk, whatever a request
   costs once;
 - throughput: ``concurrency`` keep-alive connections from two client processes, answers
-  per second, and the CPU seconds each server process spent meanwhile (Linux);
+  per second, the CPU seconds each server process spent meanwhile and how busy the whole
+  machine was (Linux);
 - for reference, chats through `dsollama.AsyncClient` in one process without serve
   ("library"): the part of serve's cost that is the router's, not HTTP's.
 
 With ``workers`` (and a ``redis-server`` installed), non-streaming ``/api/chat`` throughput
 again through one serve with the in-process store, one with ``--state redis://…`` and
-``--workers 2`` with the same store: whether more worker processes buy anything here.
+``--workers 2`` with the same store: whether more worker processes buy anything here —
+which they cannot where one worker, the double and the load generators already keep
+every CPU busy (``one_worker_machine_busy``).
 
     python benchmarks/bench_serve.py [--seconds 3] [--concurrency 32] [--no-workers] [--json]
 
@@ -278,6 +281,27 @@ def cpu_seconds(pid: int) -> float | None:
     return round(total / _TICK, 2)
 
 
+def machine_cpu_times() -> tuple[float, float] | None:
+    """(busy, total) clock ticks of every CPU so far, from /proc/stat (Linux)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+def machine_busy(
+    before: tuple[float, float] | None, after: tuple[float, float] | None
+) -> float | None:
+    """The share of all CPUs' time that was busy between two `machine_cpu_times`."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
+
+
 def _spent(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else round(after - before, 2)
 
@@ -351,6 +375,7 @@ def _throughput(
     """Answers per second at ``concurrency``, and the CPU each process in ``pids`` spent."""
     per_process = max(1, concurrency // CLIENT_PROCESSES)
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    machine_before = machine_cpu_times()
     started = time.monotonic()
     done = sum(
         pool.map(
@@ -365,6 +390,11 @@ def _throughput(
     elapsed = max(time.monotonic() - started, seconds)
     spent = {name: _spent(before[name], cpu_seconds(pid)) for name, pid in pids.items()}
     out: dict[str, Any] = {"requests_per_second": round(done / elapsed, 1), "cpu_s": spent}
+    busy = machine_busy(machine_before, machine_cpu_times())
+    if busy is not None:
+        # Every process on the machine, load generators included: a worker can only
+        # add answers where this leaves a core to spare.
+        out["machine_busy"] = busy
     for name, value in spent.items():
         if value is not None and done:
             out[f"{name}_cpu_ms_per_request"] = round(value * 1000 / done, 3)
@@ -443,7 +473,12 @@ def _workers(
                 )
     one = configs["1-redis"]["requests_per_second"]
     two = configs["2-redis"]["requests_per_second"]
-    return {"configs": configs, "scaling_2_vs_1": round(two / one, 3) if one else None}
+    return {
+        "configs": configs,
+        "scaling_2_vs_1": round(two / one, 3) if one else None,
+        # With one worker the machine already this busy, a second has no core to use.
+        "one_worker_machine_busy": configs["1-redis"].get("machine_busy"),
+    }
 
 
 def _wait_for_workers(url: str, workers: int, timeout: float = 60.0) -> None:
@@ -496,7 +531,10 @@ def _targets(cells: dict[str, Any], workers: dict[str, Any]) -> dict[str, Any]:
         },
     }
     if "scaling_2_vs_1" in workers:
-        out["workers"] = {"scaling_2_vs_1": workers["scaling_2_vs_1"]}
+        out["workers"] = {
+            "scaling_2_vs_1": workers["scaling_2_vs_1"],
+            "one_worker_machine_busy": workers.get("one_worker_machine_busy"),
+        }
     return out
 
 

@@ -707,12 +707,13 @@ def _serve(b: dict[str, Any]) -> list[str]:
             f"count). Two workers vs one on Redis: **{_ratio(workers.get('scaling_2_vs_1'))}**.",
             "",
             *_table(
-                ("configuration", "answers/s", "serve CPU ms per answer"),
+                ("configuration", "answers/s", "serve CPU ms per answer", "machine busy"),
                 [
                     [
                         labels.get(name, name),
                         f"{c['requests_per_second']:,.0f}",
                         _cpu_per_answer(c),
+                        f"{c['machine_busy']:.0%}" if "machine_busy" in c else "–",
                     ]
                     for name, c in workers["configs"].items()
                 ],
@@ -761,6 +762,8 @@ def _serve_memory(b: dict[str, Any]) -> list[str]:
 
 WORKERS_SCALING = 1.5
 "What two workers must answer, relative to one, for serve to be said to scale."
+SATURATED = 0.9
+"A machine this busy with one worker has no core for a second: scaling is not measurable."
 
 
 def _serve_targets(b: dict[str, Any]) -> list[list[str]]:
@@ -800,12 +803,21 @@ def _serve_targets(b: dict[str, Any]) -> list[list[str]]:
         )
         if "workers" in targets:
             scaling = targets["workers"]["scaling_2_vs_1"]
+            busy = targets["workers"].get("one_worker_machine_busy")
+            scaled = scaling is not None and scaling >= WORKERS_SCALING
+            result = f"{_ratio(scaling)} the answers per second"
+            mark = _mark(scaled)
+            if busy is not None:
+                result += f"; with one worker the machine was {busy:.0%} busy"
+                if not scaled and busy >= SATURATED:
+                    # Not a miss of serve's: the second worker had no core to run on.
+                    mark = "– (no core to spare here)"
             rows.append(
                 [
                     "serve scales with `--workers N` (shared Redis store): 2 workers answer "
                     "≥ 1.5× what 1 does",
-                    f"{_ratio(scaling)} the answers per second",
-                    _mark(scaling is not None and scaling >= WORKERS_SCALING),
+                    result,
+                    mark,
                 ]
             )
     memory = b.get("serve_memory", {})
