@@ -195,7 +195,12 @@ def _headline(results: dict[str, Any]) -> list[str]:
                 "Dead daemon: ≤ 5 ms added to the first call's first token, ≤ 0.5 ms with "
                 "the breaker open (median)",
                 f"first call +{_ms_fine(added['first_call_median'])}, breaker open "
-                f"+{_ms_fine(added['breaker_open_median'])}",
+                f"+{_ms_fine(added['breaker_open_median'])}"
+                + (
+                    f" (async clients +{_ms_fine(added['async_breaker_open_median'])})"
+                    if "async_breaker_open_median" in added
+                    else ""
+                ),
                 _mark(
                     added["first_call_median"] <= DEAD_FIRST_CALL_S
                     and added["breaker_open_median"] <= DEAD_BREAKER_OPEN_S
@@ -579,8 +584,27 @@ def _dead(b: dict[str, Any]) -> list[str]:
                     f"{_ms_fine(s['breaker_open']['p99_s'])}",
                     f"+{_ms_fine(added['breaker_open_median'])}",
                 ],
+                *(
+                    [
+                        [
+                            "breaker open, async clients",
+                            f"{_ms_fine(s['async_direct_reused']['median_s'])} / "
+                            f"{_ms_fine(s['async_direct_reused']['p99_s'])}",
+                            f"{_ms_fine(s['async_breaker_open']['median_s'])} / "
+                            f"{_ms_fine(s['async_breaker_open']['p99_s'])}",
+                            f"+{_ms_fine(added['async_breaker_open_median'])}",
+                        ]
+                    ]
+                    if "async_breaker_open" in s
+                    else []
+                ),
             ],
         ),
+        "",
+        "The sync rows are the target's. The async row is the same pair through "
+        "`openai.AsyncOpenAI` and `dsollama.AsyncClient`: the difference between the two "
+        "breaker-open rows is the sync client's hand-over from its private event loop "
+        "thread to the caller's thread.",
         "",
     ]
 
