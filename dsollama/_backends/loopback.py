@@ -30,11 +30,13 @@ its requests through httpx's own transport, as httpx routes them before any tran
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
+
+from .._hosts import is_loopback_url
 
 __all__ = ["LoopbackTransport", "eligible"]
 
@@ -51,19 +53,8 @@ def eligible(base_url: str, transport_options: Mapping[str, Any]) -> bool:
     """Whether the daemon at ``base_url`` may be reached through `LoopbackTransport`."""
     if any(option in transport_options for option in _NEEDS_HTTPX):
         return False
-    try:
-        url = httpx.URL(base_url)
-    except httpx.InvalidURL:
-        return False
-    if url.scheme != "http":
-        return False
-    host = url.host
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    scheme = urllib.parse.urlsplit(base_url.strip()).scheme.lower()
+    return scheme == "http" and is_loopback_url(base_url.strip())
 
 
 class _Connection:
