@@ -13,7 +13,6 @@ import concurrent.futures
 import os
 import queue
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -112,6 +111,7 @@ def iterate(agen_factory: Coroutine[Any, Any, AsyncIterator[T]]) -> Iterator[T]:
     target = loop()
     _check_not_on_loop(target)
     items: queue.SimpleQueue[object] = queue.SimpleQueue()
+    taken = threading.Event()
 
     async def pump() -> None:
         try:
@@ -121,7 +121,7 @@ def iterate(agen_factory: Coroutine[Any, Any, AsyncIterator[T]]) -> Iterator[T]:
                 items.put(item)
                 if first:
                     first = False
-                    _hand_over()
+                    _hand_over(taken)
         except BaseException as exc:  # delivered to the reading thread
             items.put(_Failure(exc))
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -129,18 +129,25 @@ def iterate(agen_factory: Coroutine[Any, Any, AsyncIterator[T]]) -> Iterator[T]:
         else:
             items.put(_END)
 
-    return _Stream(items, asyncio.run_coroutine_threadsafe(pump(), target))
+    return _Stream(items, asyncio.run_coroutine_threadsafe(pump(), target), taken)
 
 
-def _hand_over() -> None:
+_HAND_OVER_WAIT = 0.002
+"At most this long (seconds) the loop waits, once per stream, for the reader's first item."
+
+
+def _hand_over(taken: threading.Event) -> None:
     """Let the reading thread take the GIL now, to show the first item at once.
 
     The thread woken by ``put`` needs the GIL, which this loop keeps while it has work:
     when the rest of an answer arrives back to back, the first item would reach the
-    caller only after a switch interval (5 ms) or the whole answer. Done once per stream:
-    for every item, the hand-overs would cost more than the waits they save.
+    caller only after a switch interval (5 ms) or the whole answer. Yielding the GIL
+    (``sleep(0)``) is not enough: the woken thread is rarely running yet, and the loop
+    takes the GIL straight back. Waiting on the reader's signal, capped, blocks this
+    thread until the reader has its item (about 0.1 ms), once per stream: for every item,
+    the hand-overs would cost more than the waits they save.
     """
-    time.sleep(0)
+    taken.wait(_HAND_OVER_WAIT)
 
 
 class _Stream(Iterator[T]):
@@ -151,12 +158,15 @@ class _Stream(Iterator[T]):
     would keep its upstream request, and with it the daemon's only slot, busy to the end.
     """
 
-    __slots__ = ("_future", "_items", "_open")
+    __slots__ = ("_future", "_items", "_open", "_taken")
 
-    def __init__(self, items: queue.SimpleQueue[object], future: Future[None]) -> None:
+    def __init__(
+        self, items: queue.SimpleQueue[object], future: Future[None], taken: threading.Event
+    ) -> None:
         self._items = items
         self._future = future
         self._open = True
+        self._taken = taken
 
     def __iter__(self) -> _Stream[T]:
         return self
@@ -166,6 +176,7 @@ class _Stream(Iterator[T]):
             raise StopIteration
         try:
             item = _in_slices(self._take, queue.Empty)
+            self._taken.set()
         except BaseException:
             # Ctrl-C (or any interruption of the wait): cancel the work upstream.
             self.close()

@@ -6,6 +6,7 @@ the guarantee it touches still holds.
 
 from __future__ import annotations
 
+import threading
 from asyncio.selector_events import BaseSelectorEventLoop
 from collections.abc import AsyncIterator
 from typing import Any
@@ -138,9 +139,42 @@ def test_a_sync_stream_hands_the_gil_over_once_after_its_first_item(
     async def opened() -> AsyncIterator[int]:
         return answer()
 
-    monkeypatch.setattr(_loop, "_hand_over", lambda: handed.append(1))
+    monkeypatch.setattr(_loop, "_hand_over", lambda taken: handed.append(1))
     assert list(_loop.iterate(opened())) == [0, 1, 2, 3, 4]
     assert handed == [1]
+
+
+def test_the_hand_over_waits_for_the_reader_to_take_its_first_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Yielding the GIL is not enough: the loop waits (capped) on the reader's signal,
+    # which the reader gives when it has taken the first item. A reader that is slow to
+    # come back holds the loop at the hand-over until it does (the cap is set high here).
+    handing_over = threading.Event()
+    read_on = threading.Event()
+    real = _loop._hand_over
+
+    def hand_over(taken: threading.Event) -> None:
+        handing_over.set()
+        real(taken)
+
+    async def answer() -> AsyncIterator[int]:
+        yield 1
+        read_on.set()
+        yield 2
+
+    async def opened() -> AsyncIterator[int]:
+        return answer()
+
+    monkeypatch.setattr(_loop, "_hand_over", hand_over)
+    monkeypatch.setattr(_loop, "_HAND_OVER_WAIT", 60.0)
+    stream = _loop.iterate(opened())
+    assert handing_over.wait(10)
+    # Not a sleep as synchronisation: the absence of an event, given time to happen.
+    assert not read_on.wait(0.2), "the loop read on before the reader took its item"
+    assert next(stream) == 1
+    assert read_on.wait(10)
+    assert list(stream) == [2]
 
 
 class _Sink:
