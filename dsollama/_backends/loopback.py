@@ -307,6 +307,8 @@ class _Body(httpx.AsyncByteStream):
                     self._length = int(value)
                 except ValueError:
                     self._length = None
+                if self._length is not None and self._length < 0:
+                    self._length = None  # nonsense: read to the end, keep nothing alive
             elif lowered == b"transfer-encoding":
                 self._chunked = b"chunked" in value.lower()
             elif lowered == b"connection" and b"close" in value.lower():
