@@ -207,3 +207,27 @@ async def test_retries_after_a_stated_limit_wait_for_a_slot_instead_of_another_4
     assert queued.outcomes[-1] == ("hosted", "ok")
     statuses = [r.path for r in stack.deepseek.recorded("/chat/completions")]
     assert len(statuses) == 3  # the running call, one 429, one retry that waited its turn
+
+
+async def test_a_burst_over_the_stated_limit_waits_at_the_gate_and_keeps_the_route(
+    stack: Stack, kind: str
+) -> None:
+    # Twelve calls at once at an account capped at 3: the first ones over the cap earn a
+    # 429 stating it. That is the client's excess, not a sick route: the breaker stays
+    # closed and the rest wait their turn at the gate. (Opening it sent the burst to the
+    # one-slot daemon for a whole cooldown, where it waited out its deadline.)
+    stack.deepseek.configure(tokens_per_second=200, answer_tokens=10, concurrency_limit=3)
+    stack.ollama.refuse_connections()  # nowhere else to go: the hosted queue is the answer
+    client = stack.client(
+        kind, policy="hosted-first", first_token_timeout=5.0, breaker_cooldown=30.0
+    )
+    results = await asyncio.gather(
+        *(stack.call(kind, client, "chat", "deepseek-r1:8b", USER, think=False) for _ in range(12))
+    )
+    assert all(r.final.served_by.kind == "hosted" for r in results)
+    limited = [a for r in results for a in r.final.attempts if a.status_code == 429]
+    assert limited  # the cap was met, and learned from the answers
+    assert all("concurrency limit of 3" in (a.detail or "") for a in limited)
+    hosted = [name for name in client.routes()["breakers"] if name.startswith("hosted")]
+    assert hosted
+    assert all(client.routes()["breakers"][name]["state"] == "closed" for name in hosted)

@@ -12,6 +12,7 @@ one function makes it reviewable and testable without any I/O.
 | first-token budget passed                 | next route          | neutral (slow ≠ broken) |
 | gap (stall) / total deadline              | retry, then next    | failure          |
 | 503 / 429 busy                            | retry, then next    | failure          |
+| 429 stating the account's concurrency limit | retry at the gate | neutral          |
 | 500-class, error line, malformed line     | retry, then next    | failure          |
 | truncated stream / filler-only body       | retry, then next    | failure          |
 | hosted `insufficient_system_resource`     | retry, then next    | failure          |
@@ -119,6 +120,17 @@ def classify(error: BaseException, *, kind: str) -> Decision:
             Action.RETRY, BreakerEffect.FAILURE, f"{kind} stalled ({error.phase} deadline)"
         )
     if isinstance(error, BusyError):
+        if error.concurrency_limit is not None:
+            # The account's own limit, stated by the server: the route is healthy, the
+            # client sent too much at once. The limit is learned and the retry waits at
+            # the client-side gate; opening the breaker would send the burst elsewhere
+            # (a one-slot daemon) for a whole cooldown.
+            return Decision(
+                Action.RETRY,
+                BreakerEffect.NEUTRAL,
+                f"{kind} over its concurrency limit of {error.concurrency_limit} (429)",
+                retry_after=error.retry_after,
+            )
         what = "rate limited (429)" if error.status_code == 429 else "busy (503)"
         return Decision(
             Action.RETRY, BreakerEffect.FAILURE, f"{kind} {what}", retry_after=error.retry_after
