@@ -19,7 +19,9 @@ budget out*: queued on a private route until the first-token budget passed, then
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import multiprocessing
 import queue
 import threading
@@ -294,3 +296,27 @@ class Tally:
             for config in configs.values():
                 config["versus_baseline"] = compare(config, base)
         return configs
+
+
+def command_line(
+    run: Callable[..., dict[str, Any]], doc: str | None, argv: list[str] | None = None
+) -> int:
+    """The command line of a multi-process burst benchmark: ``--rounds``, ``--json``, and
+    one line per configuration (first-token p99 against the baseline, hosted and waited
+    per burst)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    results = run(rounds=args.rounds)
+    if args.json or "configs" not in results:
+        print(json.dumps(results, indent=2))
+        return 0
+    width = max(map(len, results["configs"]), default=0) + 2
+    for name, c in results["configs"].items():
+        versus = c.get("versus_baseline", {})
+        print(
+            f"{name:<{width}}ttft p99 {c['ttft']['p99']}  ({versus.get('ttft_p99')}x)  "
+            f"hosted/burst {c['hosted_per_burst']}  waited/burst {c['waited_per_burst']}"
+        )
+    return 0

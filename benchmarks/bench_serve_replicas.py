@@ -22,7 +22,6 @@ out (from the ``attempts`` on each answer's last line), and the ratios to one se
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -41,7 +40,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._burst_clients import MESSAGES, Timer
-from benchmarks._burst_procs import Request, Tally, waited_out
+from benchmarks._burst_procs import Request, Tally, command_line, waited_out
 from benchmarks.bench_busy_burst import MODEL, Scenario, doubles
 from benchmarks.bench_serve import _start, _stop
 
@@ -203,21 +202,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    results = run(rounds=args.rounds)
-    if args.json or "configs" not in results:
-        print(json.dumps(results, indent=2))
-        return 0
-    for name, c in results["configs"].items():
-        versus = c.get("versus_baseline", {})
-        print(
-            f"{name:<16} ttft p99 {c['ttft']['p99']}  ({versus.get('ttft_p99')}x)  "
-            f"hosted/burst {c['hosted_per_burst']}  waited/burst {c['waited_per_burst']}"
-        )
-    return 0
+    return command_line(run, __doc__, argv)
 
 
 if __name__ == "__main__":

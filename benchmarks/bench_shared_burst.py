@@ -22,9 +22,7 @@ hosted share within one request of the one-process figures.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import sys
 import uuid
 from collections.abc import Sequence
@@ -34,7 +32,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._burst_procs import Plan, Tally, burst
+from benchmarks._burst_procs import Plan, Tally, burst, command_line
 from benchmarks.bench_busy_burst import MODEL, Scenario, doubles
 
 SPLITS: tuple[tuple[int, int], ...] = ((1, 12), (3, 4), (6, 2))
@@ -104,21 +102,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    results = run(rounds=args.rounds)
-    if args.json or "configs" not in results:
-        print(json.dumps(results, indent=2))
-        return 0
-    for name, c in results["configs"].items():
-        versus = c.get("versus_baseline", {})
-        print(
-            f"{name:<14} ttft p99 {c['ttft']['p99']}  ({versus.get('ttft_p99')}x)  "
-            f"hosted/burst {c['hosted_per_burst']}  waited/burst {c['waited_per_burst']}"
-        )
-    return 0
+    return command_line(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,8 @@ out, and ratios to the one-process, own-count figures of the same run.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
-import json
 import math
 import sys
 import uuid
@@ -39,7 +37,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._burst_procs import Plan, Tally, burst
+from benchmarks._burst_procs import Plan, Tally, burst, command_line
 from benchmarks._common import Double
 from benchmarks.bench_busy_burst import HOSTED_MODEL, Scenario, hosted_double
 
@@ -197,21 +195,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    results = run(rounds=args.rounds)
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    for name, c in results["configs"].items():
-        versus = c.get("versus_baseline", {})
-        print(
-            f"{name:<14} ttft p99 {c['ttft']['p99']}  ({versus.get('ttft_p99')}x)  "
-            f"hosted/burst {c['hosted_per_burst']}  waited/burst {c['waited_per_burst']}"
-        )
-    return 0
+    return command_line(run, __doc__, argv)
 
 
 if __name__ == "__main__":
