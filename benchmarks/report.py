@@ -313,9 +313,18 @@ def _safe_ratio(value: float | None, base: float | None) -> float | None:
 # -- sections ------------------------------------------------------------------------------
 
 
-def _overhead(b: dict[str, Any]) -> list[str]:
+def _not_measured(title: str, b: dict[str, Any]) -> list[str] | None:
+    """A section whose benchmark was skipped or failed: its title and why; else None."""
+    if "skipped" in b:
+        return [title, "", f"Not run: {b['skipped']}.", ""]
     if "error" in b:
-        return ["## 1. Overhead when all is well", "", f"Failed: `{b['error']}`", ""]
+        return [title, "", f"Failed: `{b['error']}`", ""]
+    return None
+
+
+def _overhead(b: dict[str, Any]) -> list[str]:
+    if (unmeasured := _not_measured("## 1. Overhead when all is well", b)) is not None:
+        return unmeasured
     lines = [
         "## 1. Overhead when all is well",
         "",
@@ -434,8 +443,8 @@ def _size_tables(sizes: dict[str, Any], level: str = "###") -> list[str]:
 
 
 def _burst(b: dict[str, Any], png: Path | None) -> list[str]:
-    if "error" in b:
-        return ["## 2. Busy burst", "", f"Failed: `{b['error']}`", ""]
+    if (unmeasured := _not_measured("## 2. Busy burst", b)) is not None:
+        return unmeasured
     sc = b["scenario"]
     lines = [
         "## 2. Busy burst",
@@ -551,8 +560,8 @@ def _litellm(b: dict[str, Any]) -> list[str]:
 
 
 def _dead(b: dict[str, Any]) -> list[str]:
-    if "error" in b:
-        return ["## 3. Dead daemon", "", f"Failed: `{b['error']}`", ""]
+    if (unmeasured := _not_measured("## 3. Dead daemon", b)) is not None:
+        return unmeasured
     s = b["stats"]
     added = b["added_ttft_s"]
     return [
@@ -610,8 +619,8 @@ def _dead(b: dict[str, Any]) -> list[str]:
 
 
 def _startup(b: dict[str, Any]) -> list[str]:
-    if "error" in b:
-        return ["## 4. Start-up", "", f"Failed: `{b['error']}`", ""]
+    if (unmeasured := _not_measured("## 4. Start-up", b)) is not None:
+        return unmeasured
     rows = [
         [
             name,
@@ -649,11 +658,9 @@ def _flat(data: Any, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def _serve(b: dict[str, Any]) -> list[str]:
+    if (unmeasured := _not_measured("## 5. serve", b)) is not None:
+        return unmeasured
     lines = ["## 5. serve", ""]
-    if "skipped" in b:
-        return [*lines, f"Not run: {b['skipped']}.", ""]
-    if "error" in b:
-        return [*lines, f"Failed: `{b['error']}`", ""]
     if "cells" not in b:  # an older results file: every number as it was written
         rows = [
             [key, value]
@@ -754,11 +761,9 @@ def _cpu_per_answer(c: dict[str, Any]) -> str:
 
 
 def _serve_memory(b: dict[str, Any]) -> list[str]:
+    if (unmeasured := _not_measured("### serve's memory with traffic", b)) is not None:
+        return unmeasured
     lines = ["### serve's memory with traffic", ""]
-    if "skipped" in b:
-        return [*lines, f"Not run: {b['skipped']}.", ""]
-    if "error" in b:
-        return [*lines, f"Failed: `{b['error']}`", ""]
     answers = b.get("answers", {})
     unexpected = {k: v for k, v in answers.items() if k != "expected"}
     lines += [
@@ -858,8 +863,8 @@ def _serve_targets(b: dict[str, Any]) -> list[list[str]]:
 
 
 def _doubles(b: dict[str, Any]) -> list[str]:
-    if "error" in b:
-        return ["## 10. The doubles' capacity", "", f"Failed: `{b['error']}`", ""]
+    if (unmeasured := _not_measured("## 10. The doubles' capacity", b)) is not None:
+        return unmeasured
     o, d = b["ollama"], b["deepseek"]
     return [
         "## 10. The doubles' capacity",
@@ -945,10 +950,8 @@ def _processes(count: int) -> str:
 
 def _shared_burst(b: dict[str, Any]) -> list[str]:
     title = "## 6. Shared capacity: one daemon, several processes"
-    if "skipped" in b:
-        return [title, "", f"Not run: {b['skipped']}.", ""]
-    if "error" in b:
-        return [title, "", f"Failed: `{b['error']}`", ""]
+    if (unmeasured := _not_measured(title, b)) is not None:
+        return unmeasured
     sc = b["scenario"]
 
     def label(name: str, c: dict[str, Any]) -> str:
@@ -981,10 +984,8 @@ def _shared_burst(b: dict[str, Any]) -> list[str]:
 
 def _vllm_burst(b: dict[str, Any]) -> list[str]:
     title = "## 7. A vLLM route with capacity K: server metrics vs the process's own count"
-    if "skipped" in b:
-        return [title, "", f"Not run: {b['skipped']}.", ""]
-    if "error" in b:
-        return [title, "", f"Failed: `{b['error']}`", ""]
+    if (unmeasured := _not_measured(title, b)) is not None:
+        return unmeasured
     sc = b["scenario"]
     sources = {
         "own": 'own count (`load_signal = "none"`)',
@@ -1023,10 +1024,8 @@ def _vllm_burst(b: dict[str, Any]) -> list[str]:
 
 def _serve_replicas(b: dict[str, Any]) -> list[str]:
     title = "## 8. serve replicas sharing Redis"
-    if "skipped" in b:
-        return [title, "", f"Not run: {b['skipped']}.", ""]
-    if "error" in b:
-        return [title, "", f"Failed: `{b['error']}`", ""]
+    if (unmeasured := _not_measured(title, b)) is not None:
+        return unmeasured
     sc = b["scenario"]
     labels = {
         "1-serve": "one serve",
@@ -1054,10 +1053,8 @@ def _serve_replicas(b: dict[str, Any]) -> list[str]:
 
 def _state(b: dict[str, Any]) -> list[str]:
     title = "## 9. Cost of sharing: the state store per call"
-    if "skipped" in b:
-        return [title, "", f"Not run: {b['skipped']}.", ""]
-    if "error" in b:
-        return [title, "", f"Failed: `{b['error']}`", ""]
+    if (unmeasured := _not_measured(title, b)) is not None:
+        return unmeasured
     rows = []
     for store, label in (
         ("memory", "in-process (`MemoryStore`, the default)"),
