@@ -11,13 +11,14 @@ import json
 import math
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Sequence
 from typing import Any
+
+from dsollama.testing.redis_server import free_port
 
 __all__ = [
     "Double",
@@ -51,14 +52,6 @@ def percentiles(values: Sequence[float]) -> dict[str, float | None]:
         value = percentile(values, q)
         out[f"p{q}"] = None if (math.isinf(value) or math.isnan(value)) else round(value, 6)
     return out
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (closed again at once: a dead daemon's port)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Double:

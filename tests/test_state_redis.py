@@ -217,10 +217,10 @@ async def test_a_unix_socket_url_works(redis_server: RedisServer, redis_namespac
 
 
 async def test_the_password_never_shows(caplog: pytest.LogCaptureFixture) -> None:
-    from .redis_server import _free_port
+    from dsollama.testing.redis_server import free_port
 
     secret = "hunter2-s3cret"
-    url = f"redis://:{secret}@127.0.0.1:{_free_port()}/3"
+    url = f"redis://:{secret}@127.0.0.1:{free_port()}/3"
     store = RedisStore(url, op_timeout=0.5)
     try:
         with caplog.at_level(logging.DEBUG, logger="dsollama"):

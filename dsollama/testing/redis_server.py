@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["RedisServer", "RedisServerMissing", "find_redis_server"]
+__all__ = ["RedisServer", "RedisServerMissing", "find_redis_server", "free_port"]
 
 _SOCKET_PATH_LIMIT = 100
 "Unix socket paths are limited to about 104 bytes; past that the server runs on TCP only."
@@ -44,7 +44,8 @@ def find_redis_server() -> str | None:
     return found
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on now (bound and closed again at once)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -122,7 +123,7 @@ class RedisServer:
         """Start on the same port as before (a restart) or on a free one."""
         attempts = 1 if self.port else 5
         for _ in range(attempts):
-            port = self.port or _free_port()
+            port = self.port or free_port()
             command = [
                 self.binary,
                 "--port", str(port),
