@@ -263,15 +263,31 @@ async def test_a_thousand_requests_through_serve_with_faults_are_answered_whole(
 
     started = time.monotonic()
     with serving(stack, **SETTINGS) as served:
+
+        async def hosted_breakers() -> dict[str, Any]:
+            router = served.state.ai.router  # once serve has started
+            hosted = next(b.route for b in router.backends if b.kind == "hosted")
+            keys = [k for k in router.status()["breakers"] if k.startswith(hosted)]
+            return {k: await router.state.store.breaker_state(k) for k in keys}
+
         faulty = await drive(served, range(FAULTY), on_ended=kill_daemon)
+        # On a loaded machine the faulty phase can drain while the hosted breaker is
+        # open (the daemon dead, every call refused at once) before each injected fault
+        # met a request: once its cooldown has passed, more requests of the faulty phase
+        # (numbered past the healthy ones) until every fault has been served.
+        extra = TOTAL
+        while stack.deepseek.faults.pending() and extra < TOTAL + FAULTY:
+            opened = (await hosted_breakers()).values()
+            await asyncio.sleep(max((s.retry_in for s in opened), default=0.0))
+            faulty += await drive(served, range(extra, extra + CONCURRENCY))
+            extra += CONCURRENCY
         healed = time.monotonic()
 
         # No runaway: the hosted breakers took at most one cooldown step per open
         # period (one escalated per failure stays open for up to RUNAWAY).
         router = served.state.ai.router
-        hosted = next(b.route for b in router.backends if b.kind == "hosted")
-        keys = [k for k in router.status()["breakers"] if k.startswith(hosted)]
-        states = {k: await router.state.store.breaker_state(k) for k in keys}
+        states = await hosted_breakers()
+        keys = list(states)
         for name, state in states.items():
             assert state.steps <= max_steps(healed - started), (name, state)
         openings = sum(state.epoch for state in states.values())
