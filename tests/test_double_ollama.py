@@ -180,6 +180,25 @@ def test_go_json_escapes_html_and_inline_think() -> None:
         assert shown["capabilities"] == ["completion"]
 
 
+@pytest.mark.parametrize(
+    "ns",
+    [
+        1_733_370_000_123_456_789,  # nanoseconds
+        1_733_370_000_100_000_000,  # trailing zeros trimmed
+        1_733_370_000_000_000_000,  # a whole second: no fraction at all
+        1_733_370_001_000_000_001,  # the next second: the remembered one is not reused
+    ],
+)
+def test_streamed_timestamps_are_what_go_prints(ns: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dsollama.testing import _ollama_wire as wire
+
+    monkeypatch.setattr(wire, "_utc_second", (1_733_370_000, "2024-12-05T03:40:00"))
+    monkeypatch.setattr(wire.time, "time_ns", lambda: ns)
+    stamp = wire.rfc3339_utc_now()
+    assert stamp == wire._rfc3339(ns, utc=True)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z", stamp)
+
+
 def test_done_reason_length_and_stop(http: httpx.Client) -> None:
     limited = http.post(
         "/api/chat", json={**CHAT, "stream": False, "options": {"num_predict": 3}}

@@ -146,10 +146,13 @@ async def _answer(
         pieces += [("tool", t) for t in plan.tool_calls]
         pieces += [("content", t) for t in plan.content]
         rate = daemon.settings.tokens_per_second
+        paced = rate > 0 and math.isfinite(rate)  # unpaced: not even a no-op await per token
         for index, (kind, value) in enumerate(pieces):
-            await _pace(first, index, rate)
+            if paced:
+                await _pace(first, index, rate)
             yield piece(kind, value)
-        await _pace(first, len(pieces), rate)
+        if paced:
+            await _pace(first, len(pieces), rate)
         done = time.monotonic()
         metrics = {
             "total_duration": max(time.monotonic_ns() - call.started, 1),

@@ -48,6 +48,11 @@ class ApiError(Exception):
 _HTML_ESCAPES = str.maketrans(
     {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 )
+_NEEDS_ESCAPE = re.compile("[<>&\u2028\u2029]")
+# One encoder for every chunk: `json.dumps` with options builds a new one per call, and a
+# streaming double encodes one object per token (its cost per chunk should stay far below
+# what a client under test spends, as Go's is).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def go_json(payload: Any) -> bytes:
@@ -60,9 +65,12 @@ def go_json(payload: Any) -> bytes:
     >>> go_json({"a": "<think>"})
     b'{"a":"\\\\u003cthink\\\\u003e"}'
     """
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    # Those characters can only occur inside JSON strings, so a plain replace is exact.
-    return text.translate(_HTML_ESCAPES).encode()
+    text = _ENCODER.encode(payload)
+    # Those characters can only occur inside JSON strings, so a plain replace is exact;
+    # a search first, because most chunks have none and `translate` walks every character.
+    if _NEEDS_ESCAPE.search(text) is not None:
+        text = text.translate(_HTML_ESCAPES)
+    return text.encode()
 
 
 def ndjson(payload: Any) -> bytes:
@@ -71,7 +79,20 @@ def ndjson(payload: Any) -> bytes:
 
 def rfc3339_utc_now() -> str:
     """``time.Now().UTC()`` as Go marshals it: nanoseconds, trailing zeros trimmed, ``Z``."""
-    return _rfc3339(time.time_ns(), utc=True)
+    global _utc_second
+    secs, frac = divmod(time.time_ns(), 1_000_000_000)
+    if frac == 0:
+        return _rfc3339(secs * 1_000_000_000, utc=True)
+    # Every streamed chunk carries one: the seconds part is formatted once per second.
+    cached_secs, prefix = _utc_second
+    if cached_secs != secs:
+        prefix = _rfc3339(secs * 1_000_000_000, utc=True)[:-1]  # without the "Z"
+        _utc_second = (secs, prefix)  # one tuple: threads of other doubles read it whole
+    return f"{prefix}.{frac:09d}".rstrip("0") + "Z"
+
+
+_utc_second: tuple[int, str] = (-1, "")
+"The second `rfc3339_utc_now` last formatted, and its text."
 
 
 def rfc3339_local(seconds: float) -> str:
