@@ -16,7 +16,7 @@ import httpx
 import ollama
 import pytest
 
-from dsollama._backends.loopback import LoopbackTransport, eligible
+from dsollama._backends.loopback import LoopbackTransport, _Chunks, eligible
 from dsollama.testing import FakeOllama
 
 pytestmark = pytest.mark.anyio
@@ -154,9 +154,73 @@ async def test_bodies_by_length_by_chunks_and_to_the_end_of_the_connection() -> 
         async with client(url, transport) as http:
             assert (await http.post("/api/chat", content=b"{}")).text == "hello"
             streamed = [part async for part in _stream_bytes(http, "/api/chat")]
-            assert streamed == [b"a", b"bc"]
+            assert b"".join(streamed) == b"abc"  # the chunks that came together, as one part
             assert (await http.post("/api/chat", content=b"{}")).text == "until the end"
         assert accepted[0] == 1  # kept alive across the first three
+
+
+_BODY = chunked(b"first line\n", b"x" * 300, b"\xe4\xb8\xad\n")
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 64, len(_BODY)])
+def test_chunked_bodies_decode_alike_however_the_bytes_are_split(step: int) -> None:
+    chunks = _Chunks()
+    data = b"".join(chunks.feed(_BODY[i : i + step]) for i in range(0, len(_BODY), step))
+    assert data == b"first line\n" + b"x" * 300 + b"\xe4\xb8\xad\n"
+    assert chunks.ended
+    assert not chunks.extra
+
+
+def test_chunked_trailers_extensions_and_bytes_past_the_end() -> None:
+    chunks = _Chunks()
+    assert chunks.feed(b"3;name=value\r\nabc\r\n0\r\nX-Trailer: 1\r\n") == b"abc"
+    assert not chunks.ended  # the empty line after the trailers has not come
+    chunks.feed(b"\r\n")
+    assert chunks.ended
+    assert not chunks.extra
+    past = _Chunks()
+    past.feed(b"1\r\na\r\n0\r\n\r\nHTTP/1.1 200 OK")
+    assert past.ended
+    assert past.extra
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"zz\r\nab\r\n", b"0x2\r\nab\r\n", b"-1\r\n", b"2\r\nabXY", b"1" * 70_000],
+    ids=["not-hex", "0x-prefix", "negative", "no-crlf-after-data", "endless-size-line"],
+)
+def test_a_malformed_chunked_body_is_refused(bad: bytes) -> None:
+    with pytest.raises(ValueError):
+        _Chunks().feed(bad)
+
+
+async def test_chunks_split_across_writes_arrive_whole_and_bytes_past_the_end_are_not_reused() -> (
+    None
+):
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        if n > 1:
+            writer.write(OK_HEAD + b"Content-Length: 2\r\n\r\nok")
+            await writer.drain()
+            return
+        writer.write(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r")
+        await writer.drain()
+        await asyncio.sleep(0.005)  # the size line's end in a later packet
+        writer.write(b"\nhel")
+        await writer.drain()
+        await asyncio.sleep(0.005)
+        writer.write(b"lo\r\n0\r\n\r\nstray")  # bytes no request asked for
+        await writer.drain()
+        # A request reusing this connection would read "stray" as its answer's head.
+        await read_request(reader)
+        writer.write(OK_HEAD + b"Content-Length: 5\r\n\r\nwrong")
+        await writer.drain()
+
+    async with scripted(handler) as (url, accepted):
+        async with client(url, LoopbackTransport()) as http:
+            assert b"".join([p async for p in _stream_bytes(http, "/")]) == b"hello"
+            assert (await http.post("/", content=b"{}")).text == "ok"
+            assert accepted[0] == 2  # the connection with stray bytes was closed
 
 
 async def _stream_bytes(http: httpx.AsyncClient, path: str) -> AsyncIterator[bytes]:
@@ -175,7 +239,7 @@ async def test_a_connection_read_to_the_end_is_reused_one_left_early_is_not() ->
     async with scripted(handler) as (url, accepted):
         async with client(url, LoopbackTransport()) as http:
             for _ in range(3):
-                assert [p async for p in _stream_bytes(http, "/")] == [b"x", b"y"]
+                assert b"".join([p async for p in _stream_bytes(http, "/")]) == b"xy"
             assert accepted[0] == 1
             async with http.stream("POST", "/", content=b"{}") as response:
                 async for _ in response.aiter_raw():

@@ -30,6 +30,7 @@ its requests through httpx's own transport, as httpx routes them before any tran
 from __future__ import annotations
 
 import asyncio
+import re
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -282,6 +283,67 @@ def _read_failure(connection: _Connection, request: httpx.Request, exc: BaseExce
     return httpx.ReadError(str(exc) or type(exc).__name__, request=request)
 
 
+class _Chunks:
+    """Decodes a chunked body fed in pieces as they arrive (RFC 9112 §7.1).
+
+    `feed` returns the data of every chunk completed by the bytes so far, joined; the
+    chunk boundaries carry no meaning. ``ended`` once the last chunk and the trailers are
+    in; ``extra`` when bytes followed them. A malformed size line or chunk raises
+    ValueError, a size line or trailer section longer than `_HEAD_LIMIT` too.
+    """
+
+    __slots__ = ("_buffer", "ended", "extra")
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self.ended = False
+        self.extra = False
+
+    def feed(self, data: bytes) -> bytes:
+        buffer = self._buffer
+        buffer += data
+        out = bytearray()
+        at = 0
+        while True:
+            eol = buffer.find(b"\r\n", at)
+            if eol < 0:
+                if len(buffer) - at > _HEAD_LIMIT:
+                    raise ValueError("chunk size line too long")
+                break
+            size = _chunk_size(bytes(buffer[at:eol]))
+            if size == 0:
+                # Trailers (none from a daemon), then an empty line: "0\r\n\r\n" at least.
+                end = buffer.find(b"\r\n\r\n", eol)
+                if end < 0:
+                    if len(buffer) - eol > _HEAD_LIMIT:
+                        raise ValueError("trailers too long")
+                    break
+                self.ended = True
+                self.extra = end + 4 < len(buffer)
+                at = end + 4
+                break
+            start = eol + 2
+            stop = start + size
+            if len(buffer) < stop + 2:
+                break
+            if buffer[stop : stop + 2] != b"\r\n":
+                raise ValueError("a chunk does not end where its size says")
+            out += buffer[start:stop]
+            at = stop + 2
+        del buffer[:at]
+        return bytes(out)
+
+
+def _chunk_size(line: bytes) -> int:
+    digits = line.split(b";", 1)[0].rstrip(b" \t")  # chunk extensions ignored
+    if _HEX.fullmatch(digits) is None:  # int() would take "0x1f", "+1" or "1_0"
+        raise ValueError(f"bad chunk size line {line[:40]!r}")
+    return int(digits, 16)
+
+
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+
 class _Body(httpx.AsyncByteStream):
     """A response body, read as it arrives; the connection goes back to the pool once the
     body was read to its end (and the peer keeps it open), else it is closed."""
@@ -327,17 +389,18 @@ class _Body(httpx.AsyncByteStream):
         loop = asyncio.get_running_loop()
         try:
             if self._chunked:
-                while True:
-                    size_line = await reader.readuntil(b"\r\n")
-                    size = int(size_line.split(b";", 1)[0], 16)
-                    if size == 0:
-                        # Trailers (none from a daemon) end with an empty line.
-                        while await reader.readuntil(b"\r\n") != b"\r\n":
-                            pass
-                        break
-                    data = await reader.readexactly(size + 2)
+                chunks = _Chunks()
+                while not chunks.ended:
+                    data = await reader.read(1 << 16)
+                    if not data:
+                        raise asyncio.IncompleteReadError(b"", None)
                     connection.progress = loop.time()
-                    yield data[:-2]
+                    # Every chunk that came whole in this read, as one piece: a daemon
+                    # sends its lines back to back, and each piece costs the layers above.
+                    if body := chunks.feed(data):
+                        yield body
+                if chunks.extra:
+                    self._keep_alive = False  # bytes past the answer: the stream is out of step
             elif self._length is not None:
                 left = self._length
                 while left:
