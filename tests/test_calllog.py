@@ -154,6 +154,40 @@ def test_a_fallback_call_is_stored_with_every_field(make_log: Any, db: Path) -> 
     json.dumps(out)  # JSON-able as it is
 
 
+def test_a_batch_keeps_each_call_with_its_own_attempts_and_search_terms(
+    make_log: Any, db: Path
+) -> None:
+    log = make_log()
+    write(log, make_record(messages=[{"role": "user", "content": "earlier row"}]))
+    # Several calls stored in one transaction, after a row already in the table.
+    shapes = {
+        "alpha question": (LOCAL_BUSY, _ok_attempt(HOSTED)),
+        "beta question": (_ok_attempt(LOCAL),),
+        "gamma question": (LOCAL_BUSY, LOCAL_BUSY, _ok_attempt(HOSTED)),
+    }
+    write(
+        log,
+        *(
+            make_record(
+                messages=[{"role": "user", "content": prompt}],
+                attempts=attempts,
+                response_text=f"answer to {prompt.split()[0]}",
+            )
+            for prompt, attempts in shapes.items()
+        ),
+    )
+    by_prompt = {c.prompt: c for c in recent_calls(db, limit=0)}
+    assert set(by_prompt) == {"earlier row", *shapes}
+    for prompt, attempts in shapes.items():
+        call = by_prompt[prompt]
+        assert [(a.route, a.outcome) for a in call.attempts] == [
+            (a.route, a.outcome) for a in attempts
+        ]
+        word = prompt.split()[0]
+        assert [c.prompt for c in recent_calls(db, search=word)] == [prompt]
+        assert call.response_text == f"answer to {word}"
+
+
 def test_a_failed_call_is_placed_on_the_last_route_tried(make_log: Any, db: Path) -> None:
     log = make_log()
     failed_hosted = Attempt(

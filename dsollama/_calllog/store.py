@@ -22,6 +22,7 @@ content can share one writer.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import os
@@ -77,7 +78,25 @@ def scrub(text: str, secrets: Sequence[str] = ()) -> str:
 
 
 def _scrub_opt(text: str | None, secrets: Sequence[str]) -> str | None:
-    return None if text is None else scrub(str(text), secrets)
+    return None if text is None else _scrub_field(str(text), secrets)
+
+
+_SHORT = 160
+"Fields up to this long (names, routes, models, error classes) repeat from call to call."
+
+
+def _scrub_field(text: str, secrets: Sequence[str]) -> str:
+    """`scrub` for a row's field: a short one's result is remembered (a route or a model
+    name comes back with every call, and three regular expressions per field were most
+    of a row's cost); answers and long messages are scrubbed each time."""
+    if len(text) > _SHORT:
+        return scrub(text, secrets)
+    return _scrub_short(text, tuple(secrets))
+
+
+@functools.lru_cache(maxsize=1024)
+def _scrub_short(text: str, secrets: tuple[str, ...]) -> str:
+    return scrub(text, secrets)
 
 
 def _jsonable(value: Any, secrets: Sequence[str]) -> Any:
@@ -155,16 +174,17 @@ def record_to_row(
             clean = _jsonable(messages, s)
             msgs_json = json.dumps(clean, ensure_ascii=False)
             prompt = schema.prompt_text(clean)
-        answer = _scrub_opt(rec.response_text, s)
-        thinking_text = _scrub_opt(rec.response_thinking, s)
+        # Content is scrubbed each time: only names and routes are worth remembering.
+        answer = None if rec.response_text is None else scrub(rec.response_text, s)
+        thinking_text = None if rec.response_thinking is None else scrub(rec.response_thinking, s)
     error_message = _scrub_opt(rec.error_message, s)
 
     call = {
         "started_at": float(rec.started_at),
-        "operation": scrub(str(rec.operation), s),
-        "source": scrub(str(rec.source), s),
+        "operation": _scrub_field(str(rec.operation), s),
+        "source": _scrub_field(str(rec.source), s),
         "stream": int(bool(rec.stream)),
-        "model_requested": scrub(str(rec.model_requested), s),
+        "model_requested": _scrub_field(str(rec.model_requested), s),
         "ok": int(bool(rec.ok)),
         "kind": kind,
         "route": _scrub_opt(route, s),
@@ -189,9 +209,9 @@ def record_to_row(
     attempts = [
         (
             seq,
-            scrub(a.route, s),
+            _scrub_field(a.route, s),
             a.kind,
-            scrub(a.model, s),
+            _scrub_field(a.model, s),
             a.outcome,
             _scrub_opt(a.error, s),
             a.status_code,
@@ -215,9 +235,12 @@ _CALL_COLUMNS = (
     "attempt_count, messages, response_text, response_thinking"
 )
 _CALL_NAMES = tuple(c.strip() for c in _CALL_COLUMNS.split(","))
+# The id is given: a batch's ids are chosen together (see `CallLog._insert`).
 _INSERT_CALL = (
-    f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES ({', '.join(':' + n for n in _CALL_NAMES)})"
+    f"INSERT INTO calls (id, {_CALL_COLUMNS}) "
+    f"VALUES (:id, {', '.join(':' + n for n in _CALL_NAMES)})"
 )
+_INSERT_FTS = "INSERT INTO calls_fts (rowid, prompt, answer, error) VALUES (?, ?, ?, ?)"
 _INSERT_ATTEMPT = (
     "INSERT INTO attempts (call_id, seq, route, kind, model, outcome, error, status_code, "
     "detail, started_at, duration_s, ttft_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -499,21 +522,32 @@ class CallLog:
     def _insert(self, conn: sqlite3.Connection, rows: list[Row], pending: dict[str, int]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for row in rows:
-                cur = conn.execute(_INSERT_CALL, row.call)
-                call_id = cur.lastrowid
-                if row.attempts:
-                    conn.executemany(_INSERT_ATTEMPT, [(call_id, *a) for a in row.attempts])
-                if self._fts and row.search is not None and any(row.search):
-                    conn.execute(
-                        "INSERT INTO calls_fts (rowid, prompt, answer, error) VALUES (?, ?, ?, ?)",
-                        (call_id, *row.search),
-                    )
+            if rows:
+                # The write lock is ours until COMMIT, so the next ids are known: each
+                # table gets the whole batch in one statement instead of one per row (a
+                # statement hands the GIL back and forth; the event loop wants it too).
+                (last,) = conn.execute("SELECT coalesce(max(id), 0) FROM calls").fetchone()
+                ids = range(last + 1, last + 1 + len(rows))
+                conn.executemany(
+                    _INSERT_CALL, [{"id": i, **row.call} for i, row in zip(ids, rows, strict=True)]
+                )
+                attempts = [(i, *a) for i, row in zip(ids, rows, strict=True) for a in row.attempts]
+                if attempts:
+                    conn.executemany(_INSERT_ATTEMPT, attempts)
+                if self._fts:
+                    terms = [
+                        (i, *row.search)
+                        for i, row in zip(ids, rows, strict=True)
+                        if row.search is not None and any(row.search)
+                    ]
+                    if terms:
+                        conn.executemany(_INSERT_FTS, terms)
             now = time.time()
-            conn.executemany(
-                "INSERT INTO dropped (at, reason, count) VALUES (?, ?, ?)",
-                [(now, reason, count) for reason, count in pending.items()],
-            )
+            if pending:
+                conn.executemany(
+                    "INSERT INTO dropped (at, reason, count) VALUES (?, ?, ?)",
+                    [(now, reason, count) for reason, count in pending.items()],
+                )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
