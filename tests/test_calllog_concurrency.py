@@ -140,6 +140,37 @@ def test_calls_in_quick_succession_wake_the_writer_once(
     assert len(_prompts(db)) == 10
 
 
+def test_a_backlog_of_whole_batches_is_stored_without_waiting_to_gather(
+    make_log: Any, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Gathering is for a trickle of calls. With a whole batch already queued, a wait per
+    # batch would cap the writer at one batch per GATHER_S: past that rate the queue, and
+    # the memory of a busy serve, would grow until rows were dropped.
+    monkeypatch.setattr(store, "GATHER_S", 60.0)
+    log = make_log()
+    transactions: list[int] = []
+    stored = threading.Event()
+    insert = log._insert
+
+    def counted(conn: Any, rows: list[Any], pending: dict[str, int]) -> None:
+        insert(conn, rows, pending)
+        transactions.append(len(rows))
+        if sum(transactions) >= 2 * store._BATCH:
+            stored.set()
+
+    monkeypatch.setattr(log, "_insert", counted)
+    start = log._start
+    monkeypatch.setattr(log, "_start", lambda: None)  # queue the backlog first
+    for i in range(2 * store._BATCH + 5):
+        log.record(make_record(str(i)))
+    start()
+    # The first two batches go in at once; only the last few wait to gather.
+    assert stored.wait(30), f"stored only {transactions} while a backlog waited"
+    assert transactions[:2] == [store._BATCH, store._BATCH]
+    assert log.flush()
+    assert len(_prompts(db)) == 2 * store._BATCH + 5
+
+
 def test_two_sinks_in_one_process_share_the_file(make_log: Any, db: Path) -> None:
     first, second = make_log(), make_log(log_content=False)
     for i in range(200):

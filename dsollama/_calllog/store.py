@@ -51,10 +51,13 @@ logger = logging.getLogger("dsollama")
 # flush marker queued behind a burst is answered quickly.
 _BATCH = 256
 
+_WRITER_CACHE_KIB = 512
+"SQLite page cache of the writer's connection (its default is 2 MiB)."
+
 GATHER_S = 0.2
+"How long the writer, woken by a record, lets further records gather before it stores."
 _ROWS_PER_YIELD = 16
 "Rows converted between two hand-backs of the GIL (a few hundred microseconds of work)."
-"How long the writer, woken by a record, lets further records gather before it stores."
 
 # In a str every surrogate code point is a lone one (a pair would be one character).
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -427,8 +430,14 @@ class CallLog:
         try:
             while not stop:
                 batch = [self._queue.get()]
-                if not isinstance(batch[0], (_Stop, threading.Event)):
+                if (
+                    not isinstance(batch[0], (_Stop, threading.Event))
+                    and self._queue.qsize() < _BATCH - 1
+                ):
                     # Let the calls that follow this one gather (see the module docstring).
+                    # Not when a whole batch is already waiting: one wait per batch would
+                    # cap the writer at _BATCH rows per GATHER_S, and past that rate the
+                    # queue (and the process's memory) would grow until rows were dropped.
                     self._hurry.wait(GATHER_S)
                 self._hurry.clear()
                 while len(batch) < _BATCH:
@@ -472,6 +481,10 @@ class CallLog:
     def _open(self) -> sqlite3.Connection:
         conn = schema.connect(self.path, busy_timeout=self.busy_timeout)
         try:
+            # The writer appends: the pages it touches are the right edges of a few
+            # B-trees. SQLite's default cache (2 MiB) would only hold a long-running
+            # process's memory higher; this is plenty for appending.
+            conn.execute(f"PRAGMA cache_size = -{_WRITER_CACHE_KIB}")
             schema.migrate(conn)
             self._fts = schema.has_fts_index(conn) and schema.fts5_available(conn)
         except BaseException:
