@@ -280,3 +280,29 @@ async def test_stopping_right_after_the_final_chunk_is_still_a_success(stack: St
     await parts.aclose()
     assert [r.ok for r in records] == [True]
     assert records[0].error_class is None
+
+
+async def test_a_stream_of_new_model_names_leaves_routing_state_bounded(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through serve, anyone who can reach it names the model: a new name in every request
+    # must not add routing state for as long as the process runs.
+    from dsollama import _bounded
+
+    monkeypatch.setattr(_bounded, "KEYS_KEPT", 16)
+    client = stack.client("async", policy="local-only")
+    for i in range(60):
+        with pytest.raises(dsollama.ModelNotFoundError):
+            await client.chat(f"nobody-has-{i}:1b", USER)
+    state = client._router.state
+    store = state.store
+    sizes = {
+        "facts": len(state._facts),
+        "breaker cache": len(state._breakers),
+        "predictions": len(state._predicted),
+        "loads": len(store._loads),
+        "breakers": len(store._breakers),
+    }
+    assert max(sizes.values()) <= 16, sizes
+    answer = await client.chat("deepseek-r1:8b", USER)  # routing works as before
+    assert answer.message.content

@@ -93,3 +93,47 @@ def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0, f"{name} has no examples"
     assert result.failed == 0
+
+
+# -- bounded per-model state ------------------------------------------------------------
+
+
+def test_make_room_forgets_the_oldest_entries_at_rest_only() -> None:
+    from dsollama._bounded import make_room
+
+    busy = {f"k{i}": i % 2 == 0 for i in range(8)}  # True: something in flight
+    make_room(busy, at_rest=lambda in_flight: not in_flight, limit=8)
+    # Down to 6 (three quarters): the two oldest at rest (k1, k3) went, every busy one stayed.
+    assert list(busy) == ["k0", "k2", "k4", "k5", "k6", "k7"]
+    below = {"a": 1}
+    make_room(below, limit=8)
+    assert below == {"a": 1}
+
+
+@pytest.mark.anyio
+async def test_a_flood_of_new_model_names_cannot_grow_the_memory_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dsollama import _bounded
+
+    monkeypatch.setattr(_bounded, "KEYS_KEPT", 32)
+    store = MemoryStore(breaker=CONFIG)
+    priors = Estimates(0.1, 1.0, 1.0)
+    held = (await store.admit("local|held", slots=4, priors=priors)).lease
+    assert held is not None
+    for _ in range(CONFIG.threshold):  # an open breaker is routing's memory of a failure
+        await store.breaker_report("local|broken", "failure", epoch=0)
+    assert (await store.breaker_state("local|broken")).state == "open"
+    for i in range(500):
+        key = f"local|nobody-has-{i}:1b"
+        lease = (await store.admit(key, slots=1, priors=priors)).lease
+        assert lease is not None
+        await store.finish(lease, ok=False)
+        await store.breaker_pass(key)
+        await store.fact_set(f"fact|{i}", "x", ttl_s=60)
+    assert len(store._loads) <= 32
+    assert len(store._breakers) <= 32
+    assert len(store._facts) <= 32
+    # What routing still counts on was kept: the lease in flight and the open breaker.
+    assert (await store.view("local|held", priors=priors)).in_flight == 1
+    assert (await store.breaker_state("local|broken")).state == "open"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from .._backends import Backend
+from .._bounded import make_room
 from .._catalogue import normalise_model_name
 from .._config import Settings
 from .._state import (
@@ -179,12 +180,21 @@ class RoutingState:
         key = self.model_key(choice)
         facts = self._facts.get(key)
         if facts is None:
+            # Learned from answers, learned again when needed; not while calls count on it.
+            make_room(self._facts, at_rest=lambda f: f.in_flight == 0 and not f.warming)
             facts = self._facts[key] = ModelFacts()
         return facts
+
+    def _note_prediction(self, key: str, seconds: float) -> None:
+        if key not in self._predicted:
+            make_room(self._predicted)  # shown by status only
+        self._predicted[key] = seconds
 
     # -- breakers ------------------------------------------------------------------------
 
     def _remember(self, key: str, state: BreakerState) -> None:
+        if key not in self._breakers:
+            make_room(self._breakers)  # a cache of the store's answer: asked again
         self._breakers[key] = _Cached(state, self._clock())
 
     def cached_breaker(self, key: str) -> BreakerState | None:
@@ -316,7 +326,7 @@ class RoutingState:
             cold_s=cold_s,
             server=server,
         )
-        self._predicted[self.key(choice)] = admission.predicted_s
+        self._note_prediction(self.key(choice), admission.predicted_s)
         if admission.lease is not None:
             self.facts(choice).in_flight += 1
         return admission
@@ -338,7 +348,7 @@ class RoutingState:
             server=server,
         )
         if lease is None:
-            self._predicted[self.key(choice)] = predicted
+            self._note_prediction(self.key(choice), predicted)
         return predicted
 
     def cached_prediction(self, choice: Place) -> float:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .._bounded import make_room
 from . import (
     Admission,
     BreakerConfig,
@@ -74,6 +75,15 @@ class _Load:
             samples=self.generation.samples,
             load_samples=self.load.samples,
         )
+
+
+def _idle(load: _Load) -> bool:
+    # Its estimates are forgotten with it: the priors hold until it is learned again.
+    return not load.leases
+
+
+def _closed(record: BreakerRecord) -> bool:
+    return not record.opened and record.failures == 0
 
 
 class MemoryStore:
@@ -140,6 +150,7 @@ class MemoryStore:
             now = self._clock()
             load = self._loads.get(key)
             if load is None:
+                make_room(self._loads, at_rest=_idle)
                 load = self._loads[key] = _Load()
             in_flight = len(load.leases)
             if in_flight < slots and server is None:
@@ -184,6 +195,7 @@ class MemoryStore:
         with self._lock:
             load = self._loads.get(key)
             if load is None:
+                make_room(self._loads, at_rest=_idle)
                 load = self._loads[key] = _Load()
             load.load.add(load_s)
 
@@ -225,6 +237,7 @@ class MemoryStore:
     def _breaker(self, key: str) -> BreakerRecord:
         record = self._breakers.get(key)
         if record is None:
+            make_room(self._breakers, at_rest=_closed)
             record = self._breakers[key] = BreakerRecord()
         return record
 
@@ -299,6 +312,8 @@ class MemoryStore:
     async def fact_set(self, key: str, value: str, *, ttl_s: float) -> None:
         check_fact_ttl(ttl_s)
         with self._lock:
+            if key not in self._facts:
+                make_room(self._facts)  # facts are a cache: read again when forgotten
             self._facts[key] = (value, self._clock() + ttl_s)
 
     # -- lifecycle --------------------------------------------------------------------------------
