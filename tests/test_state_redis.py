@@ -270,3 +270,37 @@ async def test_a_burst_shares_round_trips_and_survives_a_script_flush(
     assert len({a.lease.id for a in admissions if a.lease}) == 200
     await asyncio.gather(*(store.finish(a.lease, ok=True) for a in admissions if a.lease))
     assert await in_flight(store) == 0
+
+
+async def test_a_key_that_learned_nothing_is_not_kept_for_the_idle_time(
+    store: RedisStore,
+) -> None:
+    # A caller naming a new model in every request: the id counter of a key that never
+    # learned anything goes with its leases, not a day later (idle_ttl).
+    unknown = "local:127.0.0.1:11434|nobody-has-1:1b"
+    lease = (await store.admit(unknown, slots=1, priors=PRIORS)).lease
+    assert lease is not None
+    await store.finish(lease, ok=False)
+    lease_key_ms = store.lease_ttl * 1000 + 1000
+    est = store._load_keys(unknown)[2]
+    assert 0 < await store._redis.pttl(est) <= lease_key_ms
+    # One that learned keeps its estimates for the idle time.
+    learned = (await store.admit(KEY, slots=1, priors=PRIORS)).lease
+    assert learned is not None
+    await store.first_token(learned)
+    await store.finish(learned, ok=True)
+    assert await store._redis.pttl(store._load_keys(KEY)[2]) > lease_key_ms
+
+
+async def test_ids_stay_unique_and_in_order_when_the_counter_key_expired(
+    store: RedisStore,
+) -> None:
+    first = (await store.admit(KEY, slots=4, priors=PRIORS)).lease
+    second = (await store.admit(KEY, slots=4, priors=PRIORS)).lease
+    assert first is not None
+    assert second is not None
+    await store._redis.delete(store._load_keys(KEY)[2])  # as if it had expired meanwhile
+    third = (await store.admit(KEY, slots=4, priors=PRIORS)).lease
+    assert third is not None
+    assert int(third.id) > int(second.id) > int(first.id)
+    assert await in_flight(store) == 3

@@ -11,7 +11,8 @@ Storage, per admission key (all of one key's Redis keys share a hash tag):
 - ``…:leases``  hash: lease id → "started first_token|- learn_prompt(1|0)";
 - ``…:exp``     sorted set: lease id → expiry (server seconds); purged on every access;
 - ``…:est``     hash: prompt, prompt_n, gen, gen_n, load, load_n (EWMAs and their sample
-  counts) and seq (the lease id counter: ids give the admission order).
+  counts) and seq (the lease id counter: ids give the admission order). It is kept
+  ``idle_ttl`` once it has learned something; until then only as long as the leases.
 
 A breaker is a hash (failures, steps, epoch, opened, open_until, probe_until, reason); a
 gate is a sorted set of holders scored by expiry. Numbers travel as ``%.17g`` strings,
@@ -204,10 +205,16 @@ local function predict(items, est, now, slots, prompt_prior, gen_prior, cold,
                         target, cold)
 end
 
-local function touch_load(keys, lease_key_ms, idle_ms)
+local function touch_load(keys, lease_key_ms, idle_ms, learned)
   redis.call('PEXPIRE', keys[1], lease_key_ms)
   redis.call('PEXPIRE', keys[2], lease_key_ms)
-  redis.call('PEXPIRE', keys[3], idle_ms)
+  -- Estimates are kept while idle; a key that learned nothing holds only the id counter,
+  -- and a caller naming a new model in every request must not leave one per name for a day.
+  if learned then
+    redis.call('PEXPIRE', keys[3], idle_ms)
+  elseif redis.call('PTTL', keys[3]) < tonumber(lease_key_ms) then
+    redis.call('PEXPIRE', keys[3], lease_key_ms)
+  end
 end
 """
 
@@ -232,12 +239,24 @@ end
 if ARGV[5] ~= '' and predicted > tonumber(ARGV[5]) then
   return {0, num(predicted), in_flight}
 end
-local id = tostring(redis.call('HINCRBY', KEYS[3], 'seq', 1))
+local id = redis.call('HINCRBY', KEYS[3], 'seq', 1)
+if id == 1 and in_flight > 0 then
+  -- The counter's key expired (it learned nothing, see touch_load) while leases were
+  -- held: go on after the highest, so ids stay unique and in admission order.
+  local top = 0
+  for _, held in ipairs(redis.call('HKEYS', KEYS[1])) do top = math.max(top, tonumber(held)) end
+  if top >= id then
+    id = top + 1
+    redis.call('HSET', KEYS[3], 'seq', id)
+  end
+end
+id = tostring(id)
 local learn_prompt = '0'
 if in_flight < slots then learn_prompt = '1' end
 redis.call('HSET', KEYS[1], id, num(now) .. ' - ' .. learn_prompt)
 redis.call('ZADD', KEYS[2], num(now + tonumber(ARGV[9])), id)
-touch_load(KEYS, ARGV[10], ARGV[11])
+local learned = est['prompt_n'] or est['gen_n'] or est['load_n']
+touch_load(KEYS, ARGV[10], ARGV[11], learned)
 return {1, num(predicted), in_flight, id, num(now)}
 """
 
@@ -272,7 +291,9 @@ if ARGV[3] == '1' and ft ~= '-' then learn(KEYS[3], est, 'gen', now - tonumber(f
 if ARGV[4] ~= '' and tonumber(ARGV[4]) > __LOAD_MIN__ then
   learn(KEYS[3], est, 'load', tonumber(ARGV[4]))
 end
-redis.call('PEXPIRE', KEYS[3], ARGV[5])
+if est['prompt_n'] or est['gen_n'] or est['load_n'] then  -- else as touch_load left it
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+end
 return 1
 """
 
