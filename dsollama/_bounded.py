@@ -8,7 +8,7 @@ hostile peer) would otherwise add entries for as long as the process runs.
 `make_room` is called before a new key goes in. Below `KEYS_KEPT` it does nothing; at
 the limit it forgets the oldest entries that are at rest (nothing in flight, no open
 breaker: what would be rebuilt as it was) until a quarter of the room is free, so the
-work is done once per thousand new names, not per call. Entries that are not at rest
+work is done once per few hundred new names, not per call. Entries that are not at rest
 stay, whatever their age: forgetting them would change what routing decides.
 """
 

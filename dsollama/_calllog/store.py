@@ -81,17 +81,18 @@ def scrub(text: str, secrets: Sequence[str] = ()) -> str:
 
 
 def _scrub_opt(text: str | None, secrets: Sequence[str]) -> str | None:
-    return None if text is None else _scrub_field(str(text), secrets)
+    return None if text is None else scrub(str(text), secrets)
 
 
 _SHORT = 160
-"Fields up to this long (names, routes, models, error classes) repeat from call to call."
 
 
-def _scrub_field(text: str, secrets: Sequence[str]) -> str:
-    """`scrub` for a row's field: a short one's result is remembered (a route or a model
-    name comes back with every call, and three regular expressions per field were most
-    of a row's cost); answers and long messages are scrubbed each time."""
+def _scrub_name(text: str | None, secrets: Sequence[str]) -> str | None:
+    """`scrub` for a name (operation, route, endpoint, model): its result is remembered,
+    as the same names come back with every call and three regular expressions per field
+    were most of a row's cost. Texts (errors, reasons, content) are scrubbed each time."""
+    if text is None:
+        return None
     if len(text) > _SHORT:
         return scrub(text, secrets)
     return _scrub_short(text, tuple(secrets))
@@ -177,22 +178,21 @@ def record_to_row(
             clean = _jsonable(messages, s)
             msgs_json = json.dumps(clean, ensure_ascii=False)
             prompt = schema.prompt_text(clean)
-        # Content is scrubbed each time: only names and routes are worth remembering.
-        answer = None if rec.response_text is None else scrub(rec.response_text, s)
-        thinking_text = None if rec.response_thinking is None else scrub(rec.response_thinking, s)
+        answer = _scrub_opt(rec.response_text, s)
+        thinking_text = _scrub_opt(rec.response_thinking, s)
     error_message = _scrub_opt(rec.error_message, s)
 
     call = {
         "started_at": float(rec.started_at),
-        "operation": _scrub_field(str(rec.operation), s),
-        "source": _scrub_field(str(rec.source), s),
+        "operation": _scrub_name(str(rec.operation), s),
+        "source": _scrub_name(str(rec.source), s),
         "stream": int(bool(rec.stream)),
-        "model_requested": _scrub_field(str(rec.model_requested), s),
+        "model_requested": _scrub_name(str(rec.model_requested), s),
         "ok": int(bool(rec.ok)),
         "kind": kind,
-        "route": _scrub_opt(route, s),
-        "endpoint": _scrub_opt(endpoint, s),
-        "route_model": _scrub_opt(model, s),
+        "route": _scrub_name(route, s),
+        "endpoint": _scrub_name(endpoint, s),
+        "route_model": _scrub_name(model, s),
         "thinking": None if thinking is None else int(thinking),
         "fallback_reason": _scrub_opt(rec.fallback_reason, s),
         "error_class": _scrub_opt(rec.error_class, s),
@@ -212,9 +212,9 @@ def record_to_row(
     attempts = [
         (
             seq,
-            _scrub_field(a.route, s),
+            _scrub_name(a.route, s),
             a.kind,
-            _scrub_field(a.model, s),
+            _scrub_name(a.model, s),
             a.outcome,
             _scrub_opt(a.error, s),
             a.status_code,
