@@ -126,17 +126,13 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
             return await self._exchange(connection, request, timeouts)
         except _NothingAnswered:
             if not reused:
-                raise httpx.RemoteProtocolError(
-                    "Server disconnected without sending a response.", request=request
-                ) from None
+                raise _disconnected(request) from None
         # The peer closed a kept-alive connection as the request went out: once more, new.
         connection = await self._open(key, timeouts.get("connect"), request)
         try:
             return await self._exchange(connection, request, timeouts)
         except _NothingAnswered:
-            raise httpx.RemoteProtocolError(
-                "Server disconnected without sending a response.", request=request
-            ) from None
+            raise _disconnected(request) from None
 
     def _idle_connection(self, key: tuple[str, int]) -> _Connection | None:
         idle = self._idle.get(key)
@@ -237,6 +233,13 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
 
 class _NothingAnswered(Exception):
     """The connection closed before a single byte of a response."""
+
+
+def _disconnected(request: httpx.Request) -> httpx.RemoteProtocolError:
+    # httpcore's words for the same failure.
+    return httpx.RemoteProtocolError(
+        "Server disconnected without sending a response.", request=request
+    )
 
 
 def _head(request: httpx.Request) -> bytes:

@@ -78,6 +78,10 @@ local function leases(hash)
   return items
 end
 
+local function has_learned(est)
+  return est['prompt_n'] or est['gen_n'] or est['load_n']
+end
+
 local function estimate(est, name, prior)
   local n = tonumber(est[name .. '_n'] or '0')
   if n > 0 then return tonumber(est[name]), n end
@@ -255,8 +259,7 @@ local learn_prompt = '0'
 if in_flight < slots then learn_prompt = '1' end
 redis.call('HSET', KEYS[1], id, num(now) .. ' - ' .. learn_prompt)
 redis.call('ZADD', KEYS[2], num(now + tonumber(ARGV[9])), id)
-local learned = est['prompt_n'] or est['gen_n'] or est['load_n']
-touch_load(KEYS, ARGV[10], ARGV[11], learned)
+touch_load(KEYS, ARGV[10], ARGV[11], has_learned(est))
 return {1, num(predicted), in_flight, id, num(now)}
 """
 
@@ -291,7 +294,7 @@ if ARGV[3] == '1' and ft ~= '-' then learn(KEYS[3], est, 'gen', now - tonumber(f
 if ARGV[4] ~= '' and tonumber(ARGV[4]) > __LOAD_MIN__ then
   learn(KEYS[3], est, 'load', tonumber(ARGV[4]))
 end
-if est['prompt_n'] or est['gen_n'] or est['load_n'] then  -- else as touch_load left it
+if has_learned(est) then  -- else as touch_load left it
   redis.call('PEXPIRE', KEYS[3], ARGV[5])
 end
 return 1

@@ -135,6 +135,13 @@ class MemoryStore:
             *extra,
         )
 
+    def _load(self, key: str) -> _Load:
+        load = self._loads.get(key)
+        if load is None:
+            make_room(self._loads, at_rest=_idle)
+            load = self._loads[key] = _Load()
+        return load
+
     async def admit(
         self,
         key: str,
@@ -148,10 +155,7 @@ class MemoryStore:
         slots = max(1, slots)
         with self._lock:
             now = self._clock()
-            load = self._loads.get(key)
-            if load is None:
-                make_room(self._loads, at_rest=_idle)
-                load = self._loads[key] = _Load()
+            load = self._load(key)
             in_flight = len(load.leases)
             if in_flight < slots and server is None:
                 # A slot is free whatever the others do: no queue to simulate (the same
@@ -193,10 +197,7 @@ class MemoryStore:
         if load_s <= LOAD_MIN_S:
             return
         with self._lock:
-            load = self._loads.get(key)
-            if load is None:
-                make_room(self._loads, at_rest=_idle)
-                load = self._loads[key] = _Load()
+            load = self._load(key)
             load.load.add(load_s)
 
     async def predict(
