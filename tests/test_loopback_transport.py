@@ -64,6 +64,11 @@ def chunked(*parts: bytes) -> bytes:
 OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
 
 
+async def answer_ok(writer: asyncio.StreamWriter) -> None:
+    writer.write(OK_HEAD + b"Content-Length: 2\r\n\r\nok")
+    await writer.drain()
+
+
 def client(url: str, transport: LoopbackTransport, **timeout: float) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=url, transport=transport, timeout=httpx.Timeout(5.0, **timeout)
@@ -200,8 +205,7 @@ async def test_chunks_split_across_writes_arrive_whole_and_bytes_past_the_end_ar
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await read_request(reader)
         if n > 1:
-            writer.write(OK_HEAD + b"Content-Length: 2\r\n\r\nok")
-            await writer.drain()
+            await answer_ok(writer)
             return
         writer.write(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r")
         await writer.drain()
@@ -251,14 +255,16 @@ async def test_a_connection_read_to_the_end_is_reused_one_left_early_is_not() ->
 async def test_a_kept_alive_connection_the_server_closed_is_replaced() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await read_request(reader)
-        writer.write(OK_HEAD + b"Content-Length: 2\r\n\r\nok")
-        await writer.drain()
+        await answer_ok(writer)
         # ...then the server drops the idle connection (a restart, an idle timeout).
 
     async with scripted(handler) as (url, accepted):
-        async with client(url, LoopbackTransport()) as http:
+        transport = LoopbackTransport()
+        async with client(url, transport) as http:
             assert (await http.post("/", content=b"{}")).text == "ok"
-            await asyncio.sleep(0.05)  # let the close arrive
+            [kept] = transport._idle[next(iter(transport._idle))]
+            # The server's close reaches the kept connection (nothing else is sent on it).
+            assert await asyncio.wait_for(kept.reader.read(), 5) == b""
             assert (await http.post("/", content=b"{}")).text == "ok"
             assert accepted[0] == 2
 
@@ -271,8 +277,7 @@ async def test_a_reused_connection_closed_as_the_request_goes_out_is_retried_onc
     # daemon restarting, or killed, between two calls).
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await read_request(reader)
-        writer.write(OK_HEAD + b"Content-Length: 2\r\n\r\nok")
-        await writer.drain()
+        await answer_ok(writer)
         if n == 1:
             await read_request(reader)  # the second request arrives, and is not answered
             if close == "reset":
@@ -380,8 +385,7 @@ async def test_a_call_cancelled_while_waiting_closes_its_connection() -> None:
                 requested.set()
                 await stop.wait()  # never answers: the caller gives up (a deadline)
                 return
-            writer.write(OK_HEAD + b"Content-Length: 2\r\n\r\nok")
-            await writer.drain()
+            await answer_ok(writer)
 
     async with scripted(handler) as (url, accepted):
         async with client(url, LoopbackTransport()) as http:
