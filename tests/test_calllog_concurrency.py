@@ -227,6 +227,30 @@ _WRITER_PROCESS = textwrap.dedent(
 )
 
 
+def test_a_lock_reported_at_once_is_tried_again_within_the_busy_timeout(
+    make_log: Any, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In some races (processes setting WAL mode on a new file) SQLite says "locked"
+    # without waiting out the busy timeout: that is no reason yet to drop the batch.
+    import sqlite3
+
+    log = make_log(busy_timeout=10.0)
+    insert = log._insert
+    refusals = [sqlite3.OperationalError("database is locked")] * 2
+
+    def racing(conn: Any, rows: list[Any], pending: dict[str, int]) -> None:
+        if refusals:
+            raise refusals.pop()
+        insert(conn, rows, pending)
+
+    monkeypatch.setattr(log, "_insert", racing)
+    log.record(make_record("raced"))
+    assert log.flush()
+    assert refusals == []
+    assert log.dropped == 0
+    assert _prompts(db) == ["question raced"]
+
+
 def test_several_processes_create_migrate_and_write_one_database(make_log: Any, db: Path) -> None:
     procs = [
         subprocess.Popen(

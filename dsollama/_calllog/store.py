@@ -512,25 +512,36 @@ class CallLog:
                 time.sleep(0)
         with self._lock:
             pending, self._unpersisted = self._unpersisted, {}
-        try:
-            if conn is None:
-                conn = self._open()
-            self._insert(conn, rows, pending)
-        except Exception as exc:
-            reason = _classify(exc)
-            with self._lock:  # not stored: keep the earlier counts for a later write
-                for key, count in pending.items():
-                    self._unpersisted[key] = self._unpersisted.get(key, 0) + count
-            if rows:
-                self._drop(reason, len(rows))
-            if conn is not None and reason != "locked":
-                # Reopen next time: the file may have been replaced or the disk freed.
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
-                conn = None
-        return conn
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                if conn is None:
+                    conn = self._open()
+                self._insert(conn, rows, pending)
+                return conn
+            except Exception as exc:
+                reason = _classify(exc)
+                if reason == "locked" and time.monotonic() + pause < deadline:
+                    # SQLite waits out another writer's lock up to the busy timeout, but
+                    # in some races it answers "locked" at once (processes setting WAL
+                    # mode on a new file, a WAL recovery): try again within the timeout.
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.1)
+                    continue
+                with self._lock:  # not stored: keep the earlier counts for a later write
+                    for key, count in pending.items():
+                        self._unpersisted[key] = self._unpersisted.get(key, 0) + count
+                if rows:
+                    self._drop(reason, len(rows))
+                if conn is not None and reason != "locked":
+                    # Reopen next time: the file may have been replaced or the disk freed.
+                    try:
+                        conn.close()
+                    except sqlite3.Error:
+                        pass
+                    conn = None
+                return conn
 
     def _insert(self, conn: sqlite3.Connection, rows: list[Row], pending: dict[str, int]) -> None:
         conn.execute("BEGIN IMMEDIATE")
